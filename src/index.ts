@@ -1,0 +1,3 @@
+// mcldef: backdoor detection and removal for image classifiers, on libtorch.
+export * from './engine/index.js';
+export * as nn from './nn/index.js';
