@@ -20,7 +20,7 @@ function factoryArgs(options: TensorOptions, defaultDType: DType | null = 'float
 }
 
 function flatten(data: NestedArray, shape: number[], values: (number | boolean)[], level: number): void {
-  if (!Array.isArray(data)) {
+  if (typeof data === 'number' || typeof data === 'boolean') {
     if (level !== shape.length) throw new TypeError('tensor: ragged nested array');
     values.push(data);
     return;

@@ -12,7 +12,7 @@ export type Dims = number | readonly number[];
 /** PyTorch device string: 'cpu', 'cuda', 'cuda:1'. */
 export type Device = string;
 /** Nested JS arrays as returned by `toArray()`. */
-export type NestedArray = number | boolean | NestedArray[];
+export type NestedArray = number | boolean | readonly NestedArray[];
 
 /** Runs an ATen op and wraps its tensor result. */
 export function callOp(name: string, ...args: NativeArg[]): Tensor {

@@ -192,7 +192,7 @@ test('autograd: backward, grad accumulation, detach, noGrad, gradients w.r.t. in
     assert.equal(x.grad, null, 'grad() does not accumulate into .grad');
     const v = tensor([1, 1, 1]);
     x.mul(3).backward(v);
-    assert.deepEqual(x.grad?.toArray(), [3, 3, 3]);
+    assert.deepEqual((x.grad as Tensor | null)?.toArray(), [3, 3, 3]);
     assert.throws(() => tensor([1, 2]).sum().backward(), /does not require grad/);
   });
 });
