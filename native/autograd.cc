@@ -57,7 +57,7 @@ MCLDEF_FN(grad) {
                                          info[5].ToBoolean().Value());
     auto array = Napi::Array::New(info.Env(), results.size());
     for (size_t i = 0; i < results.size(); ++i) {
-      array.Set(i, results[i].defined() ? wrap(info.Env(), results[i]) : info.Env().Null());
+      array.Set(i, wrap(info.Env(), results[i]));
     }
     return array;
   });
@@ -67,7 +67,6 @@ MCLDEF_FN(grad) {
 MCLDEF_FN(gradOf) {
   const at::Tensor& tensor = unwrap(info[0]);
   const at::Tensor& gradient = tensor.grad();
-  if (!gradient.defined()) return info.Env().Null();
   return wrap(info.Env(), gradient);
 }
 

@@ -1,8 +1,10 @@
 // Shared pieces of the libtorch binding: tensor handles and error translation.
 //
-// A tensor reaches JavaScript as a napi External that owns a heap `Handle`.
-// `release()` (explicit dispose) drops the libtorch reference at once; the
-// External's finalizer is only a backstop for handles JavaScript forgot.
+// A tensor reaches JavaScript as a small integer: its slot in a table of libtorch
+// tensors. `release(id)` drops the reference at once and recycles the slot. There is
+// deliberately no N-API finalizer per tensor: those run only when the event loop turns,
+// so a synchronous training loop would pile up millions of pending finalizers (measured:
+// ~6 KB of RSS per step). The JS side keeps a FinalizationRegistry as the backstop.
 #pragma once
 
 #include <napi.h>
@@ -15,18 +17,13 @@
 
 namespace mcldef {
 
-struct Handle {
-  at::Tensor tensor;
-  bool live = true;
-};
-
-// Handles created and not yet released (explicitly or by a finalizer).
+// Handles created and not yet released.
 extern std::atomic<int64_t> g_live_handles;
 
+// A new handle for `tensor` (null for an undefined tensor).
 Napi::Value wrap(Napi::Env env, at::Tensor tensor);
-// The tensor behind a handle; throws a JS TypeError for anything else.
+// The tensor behind a handle; throws a JS error for a non-handle or a released one.
 const at::Tensor& unwrap(const Napi::Value& value, const char* what = "tensor");
-Handle* handleOf(const Napi::Value& value, const char* what = "tensor");
 
 // Turns libtorch's and the standard library's exceptions into JS exceptions
 // carrying the original message (without libtorch's C++ backtrace).

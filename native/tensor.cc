@@ -7,38 +7,43 @@ namespace mcldef {
 
 std::atomic<int64_t> g_live_handles{0};
 
-static void finalizeHandle(Napi::Env, Handle* handle) {
-  if (handle->live) g_live_handles.fetch_sub(1, std::memory_order_relaxed);
-  delete handle;
-}
+namespace {
+std::vector<at::Tensor> g_slots;   // handle id -> tensor; undefined when free
+std::vector<uint32_t> g_free_slots;
+}  // namespace
 
 Napi::Value wrap(Napi::Env env, at::Tensor tensor) {
-  auto* handle = new Handle{std::move(tensor), true};
-  g_live_handles.fetch_add(1, std::memory_order_relaxed);
-  return Napi::External<Handle>::New(env, handle, finalizeHandle);
-}
-
-Handle* handleOf(const Napi::Value& value, const char* what) {
-  if (!value.IsExternal()) {
-    throw Napi::TypeError::New(value.Env(), std::string("expected a tensor for ") + what);
+  if (!tensor.defined()) return env.Null();
+  uint32_t id;
+  if (g_free_slots.empty()) {
+    id = static_cast<uint32_t>(g_slots.size());
+    g_slots.push_back(std::move(tensor));
+  } else {
+    id = g_free_slots.back();
+    g_free_slots.pop_back();
+    g_slots[id] = std::move(tensor);
   }
-  return value.As<Napi::External<Handle>>().Data();
+  g_live_handles.fetch_add(1, std::memory_order_relaxed);
+  return Napi::Number::New(env, id);
 }
 
 const at::Tensor& unwrap(const Napi::Value& value, const char* what) {
-  Handle* handle = handleOf(value, what);
-  if (!handle->live) {
+  if (!value.IsNumber()) {
+    throw Napi::TypeError::New(value.Env(), std::string("expected a tensor for ") + what);
+  }
+  uint32_t id = value.As<Napi::Number>().Uint32Value();
+  if (id >= g_slots.size() || !g_slots[id].defined()) {
     throw Napi::Error::New(value.Env(), std::string("tensor used after dispose (") + what + ")");
   }
-  return handle->tensor;
+  return g_slots[id];
 }
 
-// release(handle): drops libtorch's reference now. Releasing twice is a no-op.
+// release(handle): drops libtorch's reference now. Releasing a free slot is a no-op.
 static MCLDEF_FN(release) {
-  Handle* handle = handleOf(info[0]);
-  if (handle->live) {
-    handle->live = false;
-    handle->tensor.reset();
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (id < g_slots.size() && g_slots[id].defined()) {
+    g_slots[id].reset();
+    g_free_slots.push_back(id);
     g_live_handles.fetch_sub(1, std::memory_order_relaxed);
   }
   return info.Env().Undefined();
@@ -48,7 +53,10 @@ static MCLDEF_FN(liveCount) {
   return Napi::Number::New(info.Env(), static_cast<double>(g_live_handles.load()));
 }
 
-static MCLDEF_FN(isLive) { return Napi::Boolean::New(info.Env(), handleOf(info[0])->live); }
+static MCLDEF_FN(isLive) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  return Napi::Boolean::New(info.Env(), id < g_slots.size() && g_slots[id].defined());
+}
 
 // fromBuffer(bytes: ArrayBuffer|TypedArray, shape: number[], dtype: number, device: string)
 static MCLDEF_FN(fromBuffer) {

@@ -10,10 +10,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const addon = join(root, 'build/Release/mcldef_native.node');
 const force = process.argv.includes('--force');
 
-const check = spawnSync(process.execPath, [join(root, 'native/torch-config.mjs'), 'include'], { stdio: ['ignore', 'ignore', 'inherit'] });
+const check = spawnSync(process.execPath, [join(root, 'native/torch-config.mjs'), 'include'], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 if (check.status !== 0) process.exit(1);
 
-const sources = [join(root, 'binding.gyp'), ...readdirSync(join(root, 'native')).map((name) => join(root, 'native', name))];
+const sources = [
+  join(root, 'binding.gyp'),
+  ...readdirSync(join(root, 'native')).map((name) => join(root, 'native', name)),
+];
 const newestSource = Math.max(...sources.map((file) => statSync(file).mtimeMs));
 if (!force && existsSync(addon) && statSync(addon).mtimeMs > newestSource) {
   console.log('mcldef: native addon is up to date');
@@ -27,7 +32,8 @@ const nodeGyp = process.env.npm_config_node_gyp ?? (existsSync(npmBundled) ? npm
 const [command, prefix] = nodeGyp ? [process.execPath, [nodeGyp]] : ['node-gyp', []];
 // Incremental `build` when the generated Makefile is current; a full `rebuild` otherwise.
 const makefile = join(root, 'build/Makefile');
-const incremental = !force && existsSync(makefile) && statSync(makefile).mtimeMs > statSync(join(root, 'binding.gyp')).mtimeMs;
+const incremental =
+  !force && existsSync(makefile) && statSync(makefile).mtimeMs > statSync(join(root, 'binding.gyp')).mtimeMs;
 const args = [...prefix, incremental ? 'build' : 'rebuild', `--jobs=${process.env.JOBS ?? 'max'}`];
 if (existsSync('/usr/include/node/node_api.h') && !process.env.npm_config_nodedir) args.push('--nodedir=/usr');
 const build = spawnSync(command, args, { cwd: root, stdio: 'inherit' });

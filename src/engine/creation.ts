@@ -62,7 +62,10 @@ function typedArrayOf(dtype: DType, values: readonly (number | boolean)[]): Arra
  * A tensor from a typed array (with an explicit shape; dtype follows the array) or from
  * nested JS arrays (float32 unless `dtype` says otherwise; booleans give bool).
  */
-export function tensor(data: NestedArray | ArrayBufferView, options: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+export function tensor(
+  data: NestedArray | ArrayBufferView,
+  options: TensorOptions & { shape?: readonly number[] } = {},
+): Tensor {
   let shape: readonly number[];
   let bytes: ArrayBufferView;
   let dtype: DType;

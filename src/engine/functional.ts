@@ -271,7 +271,12 @@ export function affineGrid(theta: Tensor, size: readonly number[], alignCorners 
 /** Resizes N×C×H×W to `size` (or by `scaleFactor`) with nearest or bilinear sampling. */
 export function interpolate(
   input: Tensor,
-  options: { size?: Pair; scaleFactor?: number | readonly [number, number]; mode?: 'nearest' | 'bilinear'; alignCorners?: boolean },
+  options: {
+    size?: Pair;
+    scaleFactor?: number | readonly [number, number];
+    mode?: 'nearest' | 'bilinear';
+    alignCorners?: boolean;
+  },
 ): Tensor {
   const size = options.size === undefined ? null : pair(options.size);
   const scale =
@@ -280,7 +285,8 @@ export function interpolate(
       : typeof options.scaleFactor === 'number'
         ? [options.scaleFactor, options.scaleFactor]
         : options.scaleFactor;
-  if ((size === null) === (scale === null)) throw new TypeError('interpolate: give exactly one of size and scaleFactor');
+  if ((size === null) === (scale === null))
+    throw new TypeError('interpolate: give exactly one of size and scaleFactor');
   if ((options.mode ?? 'nearest') === 'nearest') {
     return callOp('upsample_nearest2d.vec', input.handle, size, scale);
   }

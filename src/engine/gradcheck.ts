@@ -49,7 +49,8 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly 
         numeric[j] = (evaluate(eps) - evaluate(-eps)) / (2 * eps);
       }
       const gradient = analytic[k];
-      const analyticValues = gradient === null || gradient === undefined ? new Float64Array(base.length) : gradient.toFloat64Array();
+      const analyticValues =
+        gradient === null || gradient === undefined ? new Float64Array(base.length) : gradient.toFloat64Array();
       let difference = 0;
       let numericNorm = 0;
       let analyticNorm = 0;

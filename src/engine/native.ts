@@ -5,8 +5,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** An opaque libtorch tensor reference owned by a Tensor. */
-export type NativeHandle = { readonly __nativeTensor: unique symbol };
+/** A libtorch tensor's slot id in the addon's handle table, owned by one Tensor. */
+export type NativeHandle = number & { readonly __nativeTensor: unique symbol };
 
 /** What `call` accepts for one schema argument. */
 export type NativeArg =
@@ -26,7 +26,12 @@ export interface NativeBinding {
   release(handle: NativeHandle): void;
   liveCount(): number;
   isLive(handle: NativeHandle): boolean;
-  fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: readonly number[], dtype: number, device: string): NativeHandle;
+  fromBuffer(
+    data: ArrayBufferView | ArrayBuffer,
+    shape: readonly number[],
+    dtype: number,
+    device: string,
+  ): NativeHandle;
   toBuffer(handle: NativeHandle): ArrayBuffer;
   shape(handle: NativeHandle): number[];
   dtype(handle: NativeHandle): number;
@@ -69,7 +74,8 @@ function packageRoot(): string {
   let folder = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(folder, 'package.json'))) {
     const parent = dirname(folder);
-    if (parent === folder) throw new Error('mcldef: cannot find the package root above ' + fileURLToPath(import.meta.url));
+    if (parent === folder)
+      throw new Error('mcldef: cannot find the package root above ' + fileURLToPath(import.meta.url));
     folder = parent;
   }
   return folder;

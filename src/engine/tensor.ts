@@ -29,6 +29,12 @@ function dimList(dims: Dims): readonly number[] {
 }
 
 export const Reduction = { none: 0, mean: 1, sum: 2 } as const;
+
+/**
+ * Backstop for tensors that are garbage-collected without dispose(): frees their native
+ * handle. It runs only when the event loop turns, so it is no substitute for dispose().
+ */
+const forgotten = new FinalizationRegistry<NativeHandle>((handle) => native.release(handle));
 export type ReductionName = keyof typeof Reduction;
 
 export class Tensor implements Disposable {
@@ -39,6 +45,7 @@ export class Tensor implements Disposable {
   /** Takes ownership of a native handle; prefer the creation functions. */
   constructor(handle: NativeHandle) {
     this.#handle = handle;
+    forgotten.register(this, handle, this);
     track(this);
   }
 
@@ -56,6 +63,7 @@ export class Tensor implements Disposable {
   /** Frees the libtorch reference now. Safe to call twice. */
   dispose(): void {
     if (this.#handle !== null) {
+      forgotten.unregister(this);
       native.release(this.#handle);
       this.#handle = null;
     }
@@ -73,9 +81,11 @@ export class Tensor implements Disposable {
   replaceData(source: Tensor): this {
     if (source === this) return this;
     const handle = source.handle;
+    forgotten.unregister(source);
     source.#handle = null;
-    if (this.#handle !== null) native.release(this.#handle);
+    this.dispose();
     this.#handle = handle;
+    forgotten.register(this, handle, this);
     this.#shape = undefined;
     this.#dtype = undefined;
     return this;

@@ -135,10 +135,7 @@ export class BatchNorm2d extends Module {
     this.bias = this.registerParameter('bias', affine ? zeros([numFeatures]) : null);
     this.runningMean = this.registerBuffer('running_mean', track ? zeros([numFeatures]) : null);
     this.runningVar = this.registerBuffer('running_var', track ? ones([numFeatures]) : null);
-    this.numBatchesTracked = this.registerBuffer(
-      'num_batches_tracked',
-      track ? scalar(0, { dtype: 'int64' }) : null,
-    );
+    this.numBatchesTracked = this.registerBuffer('num_batches_tracked', track ? scalar(0, { dtype: 'int64' }) : null);
   }
 
   override forward(input: Tensor): Tensor {

@@ -25,7 +25,9 @@ export class StateDictError extends Error {
     if (missingKeys.length > 0) lines.push(`missing keys: ${missingKeys.join(', ')}`);
     if (unexpectedKeys.length > 0) lines.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
     for (const { key, expected, got } of shapeMismatches) {
-      lines.push(`size mismatch for ${key}: the model has [${expected.join(', ')}], the state dict [${got.join(', ')}]`);
+      lines.push(
+        `size mismatch for ${key}: the model has [${expected.join(', ')}], the state dict [${got.join(', ')}]`,
+      );
     }
     super(`error loading state dict:\n  ${lines.join('\n  ')}`);
     this.name = 'StateDictError';

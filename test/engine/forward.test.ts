@@ -135,7 +135,10 @@ test('conv2d of ones with a 3×3 ones kernel counts the in-bounds neighbours', (
     const x = tensor(new Float32Array(16).fill(1), { shape: [1, 1, 4, 4] });
     const w = tensor(new Float32Array(9).fill(1), { shape: [1, 1, 3, 3] });
     const y = F.conv2d(x, w, tensor([0.5]), { padding: 1 });
-    assertClose(y, [4, 6, 6, 4, 6, 9, 9, 6, 6, 9, 9, 6, 4, 6, 6, 4].map((v) => v + 0.5));
+    assertClose(
+      y,
+      [4, 6, 6, 4, 6, 9, 9, 6, 6, 9, 9, 6, 4, 6, 6, 4].map((v) => v + 0.5),
+    );
   });
 });
 
@@ -164,7 +167,12 @@ test('batch_norm train uses the biased batch variance and updates running stats 
 test('batch_norm eval applies (x − mean)/√(var + eps)·γ + β', () => {
   tidy(() => {
     const x = tensor([1, 2, 3, 4], { shape: [4, 1, 1, 1] });
-    const y = F.batchNorm(x, tensor([2]), tensor([4]), { training: false, eps: 0, weight: tensor([3]), bias: tensor([1]) });
+    const y = F.batchNorm(x, tensor([2]), tensor([4]), {
+      training: false,
+      eps: 0,
+      weight: tensor([3]),
+      bias: tensor([1]),
+    });
     assertClose(y, [-0.5, 1, 2.5, 4]);
   });
 });

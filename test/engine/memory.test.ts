@@ -23,7 +23,9 @@ test('1,000 training steps: live tensors return to baseline, RSS grows ≤ 50 MB
   const rssWarm = process.memoryUsage.rss();
   for (let i = 0; i < 1000; i++) step();
   const growthMB = (process.memoryUsage.rss() - rssWarm) / 2 ** 20;
-  console.log(`RSS growth over 1,000 steps after warm-up: ${growthMB.toFixed(1)} MB; live tensors ${liveTensorCount() - baseline}`);
+  console.log(
+    `RSS growth over 1,000 steps after warm-up: ${growthMB.toFixed(1)} MB; live tensors ${liveTensorCount() - baseline}`,
+  );
   assert.equal(liveTensorCount(), afterWarmup, 'steady state: no tensor handle accumulates');
   assert.ok(growthMB <= 50, `RSS grew ${growthMB} MB`);
   model.dispose();

@@ -9,12 +9,20 @@ const fixture = JSON.parse(readFileSync(new URL('../fixtures/engine-pytorch.json
   optim: {
     p0: number[];
     grads: number[][];
-    cases: { kind: 'sgd' | 'adam' | 'adamw'; options: Record<string, number | boolean | number[]>; trajectory: number[][] }[];
+    cases: {
+      kind: 'sgd' | 'adam' | 'adamw';
+      options: Record<string, number | boolean | number[]>;
+      trajectory: number[][];
+    }[];
   };
   schedules: Record<string, number[]>;
 };
 
-function makeOptimizer(kind: string, options: Record<string, number | boolean | number[]>, params: ReturnType<typeof tensor>[]) {
+function makeOptimizer(
+  kind: string,
+  options: Record<string, number | boolean | number[]>,
+  params: ReturnType<typeof tensor>[],
+) {
   const o = {
     lr: options.lr as number,
     momentum: options.momentum as number | undefined,
@@ -39,7 +47,10 @@ for (const c of fixture.optim.cases) {
       optimizer.step();
       const actual = param.toArray() as number[];
       actual.forEach((value, i) => {
-        assert.ok(Math.abs(value - expected[i]!) <= 1e-6 * Math.max(1, Math.abs(expected[i]!)), `step ${step} element ${i}: ${value} vs ${expected[i]}`);
+        assert.ok(
+          Math.abs(value - expected[i]!) <= 1e-6 * Math.max(1, Math.abs(expected[i]!)),
+          `step ${step} element ${i}: ${value} vs ${expected[i]}`,
+        );
       });
     });
     optimizer.dispose();

@@ -113,11 +113,17 @@ test('thread count is a setting', () => {
 
 test('libtorch errors arrive as JS exceptions with libtorch messages', () => {
   tidy(() => {
-    assert.throws(() => tensor([1, 2, 3]).add(tensor([1, 2])), /size of tensor a \(3\) must match the size of tensor b \(2\)/);
+    assert.throws(
+      () => tensor([1, 2, 3]).add(tensor([1, 2])),
+      /size of tensor a \(3\) must match the size of tensor b \(2\)/,
+    );
     assert.throws(() => tensor([[1, 2]]).matmul(tensor([[1, 2]])), /cannot be multiplied|size mismatch|shapes/);
     assert.throws(() => tensor([1, 2]).select(0, 5), /out of range/);
     assert.throws(() => F.crossEntropy(tensor([[1, 2]]), tensor([0.5])), /Expected|expected|float|Long|scalar type/i);
-    assert.throws(() => F.conv2d(zeros([1, 3, 4, 4]), zeros([2, 4, 3, 3])), /expected input\[1, 3, 4, 4\] to have 4 channels/);
+    assert.throws(
+      () => F.conv2d(zeros([1, 3, 4, 4]), zeros([2, 4, 3, 3])),
+      /expected input\[1, 3, 4, 4\] to have 4 channels/,
+    );
     assert.throws(() => zeros([2, 3]).view([4]), /shape '\[4\]' is invalid/);
     assert.throws(() => tensor([1, 2]).to('cuda'), /CUDA|cuda/);
     assert.throws(() => tensor(new Float32Array(5), { shape: [2, 2] }), /needs 16 bytes, got 20/);
@@ -185,7 +191,10 @@ test('autograd: backward, grad accumulation, detach, noGrad, gradients w.r.t. in
     const y = x.mul(2);
     assert.match(y.gradFn ?? '', /^MulBackward/);
     assert.equal(y.detach().requiresGrad, false);
-    assert.equal(noGrad(() => x.mul(2).requiresGrad), false);
+    assert.equal(
+      noGrad(() => x.mul(2).requiresGrad),
+      false,
+    );
     const out = x.pow(3).sum();
     const [g] = grad(out, [x]);
     assert.deepEqual(g?.toArray(), [3, 12, 27]);
@@ -226,20 +235,57 @@ test('indexing, shape ops and reductions give PyTorch results', () => {
       [1, 0, 0],
       [0, 0, 1],
     ]);
-    assert.deepEqual(a.split(1, 0).map((t) => t.shape), [
-      [1, 3],
-      [1, 3],
-    ]);
+    assert.deepEqual(
+      a.split(1, 0).map((t) => t.shape),
+      [
+        [1, 3],
+        [1, 3],
+      ],
+    );
     assert.deepEqual(a.norm(1).item(), 30);
     assert.deepEqual(tensor([3, -4]).norm(Infinity).item(), 4);
     assert.ok(Math.abs(a.std().item() - Math.sqrt(58 / 5)) < 1e-5);
-    assert.deepEqual(F.pad(tensor([[[[1]]]]), [1, 0, 0, 1]).toArray(), [[[[0, 1], [0, 0]]]]);
-    const [, s] = F.svd(tensor([[3, 0], [0, 4]]));
+    assert.deepEqual(F.pad(tensor([[[[1]]]]), [1, 0, 0, 1]).toArray(), [
+      [
+        [
+          [0, 1],
+          [0, 0],
+        ],
+      ],
+    ]);
+    const [, s] = F.svd(
+      tensor([
+        [3, 0],
+        [0, 4],
+      ]),
+    );
     assert.deepEqual(s.toArray(), [4, 3]);
     manualSeed(3);
-    const draws = F.bernoulli(full([10000], 0.3)).mean().item();
+    const draws = F.bernoulli(full([10000], 0.3))
+      .mean()
+      .item();
     assert.ok(Math.abs(draws - 0.3) < 0.02, `bernoulli mean ${draws}`);
     const picks = tensor([0, 0, 1, 0]).multinomial(5, true);
     assert.deepEqual(picks.toArray(), [2, 2, 2, 2, 2]);
   });
+});
+
+test('finalizer backstop: a forgotten tensor is freed after garbage collection', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  // Let tensors that earlier tests forgot be collected first.
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  const baseline = liveTensorCount();
+  (() => {
+    for (let i = 0; i < 100; i++) ones([1000]);
+  })();
+  assert.equal(liveTensorCount(), baseline + 100);
+  for (let attempt = 0; attempt < 10 && liveTensorCount() > baseline; attempt++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.equal(liveTensorCount(), baseline);
 });

@@ -123,7 +123,10 @@ test('loadStateDict names missing, unexpected and mis-shaped keys, and changes n
       assert.ok(error instanceof nn.StateDictError);
       assert.match(error.message, /missing keys: fc\.bias/);
       assert.match(error.message, /unexpected keys: extra\.weight/);
-      assert.match(error.message, /size mismatch for conv1\.weight: the model has \[4, 3, 3, 3\], the state dict \[4, 3, 5, 5\]/);
+      assert.match(
+        error.message,
+        /size mismatch for conv1\.weight: the model has \[4, 3, 3, 3\], the state dict \[4, 3, 5, 5\]/,
+      );
       return true;
     },
   );
@@ -145,7 +148,12 @@ test('Module.to(dtype) converts parameters in place and keeps them trainable', (
   assert.equal(linear.weight, weight, 'same Tensor object');
   assert.equal(weight.dtype, 'float64');
   assert.equal(weight.requiresGrad, true);
-  tidy(() => linear.forward(ones([1, 3], { dtype: 'float64' })).sum().backward());
+  tidy(() =>
+    linear
+      .forward(ones([1, 3], { dtype: 'float64' }))
+      .sum()
+      .backward(),
+  );
   assert.equal(weight.grad?.dtype, 'float64');
   linear.dispose();
 });

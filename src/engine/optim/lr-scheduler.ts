@@ -134,7 +134,14 @@ export class OneCycleLR extends LRScheduler {
 
   constructor(optimizer: AnyOptimizer, options: OneCycleOptions) {
     super(optimizer);
-    this.options = { pctStart: 0.3, annealStrategy: 'cos', divFactor: 25, finalDivFactor: 1e4, threePhase: false, ...options };
+    this.options = {
+      pctStart: 0.3,
+      annealStrategy: 'cos',
+      divFactor: 25,
+      finalDivFactor: 1e4,
+      threePhase: false,
+      ...options,
+    };
     const { maxLr, totalSteps, pctStart, divFactor, finalDivFactor, threePhase } = this.options;
     const initial = maxLr / divFactor;
     const min = initial / finalDivFactor;

@@ -17,7 +17,10 @@ interface SGDState {
 }
 
 export class SGD extends Optimizer<SGDOptions, SGDState> {
-  constructor(params: readonly Tensor[] | readonly ParamGroupSpec<SGDOptions>[], options: Partial<SGDOptions> & { lr: number }) {
+  constructor(
+    params: readonly Tensor[] | readonly ParamGroupSpec<SGDOptions>[],
+    options: Partial<SGDOptions> & { lr: number },
+  ) {
     super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false, ...options });
     for (const group of this.paramGroups) {
       if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0)) {

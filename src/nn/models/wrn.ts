@@ -15,7 +15,12 @@ class BasicBlock extends Module {
   readonly conv2: Conv2d;
   readonly convShortcut: Conv2d | null;
 
-  constructor(inPlanes: number, outPlanes: number, stride: number, readonly dropRate: number) {
+  constructor(
+    inPlanes: number,
+    outPlanes: number,
+    stride: number,
+    readonly dropRate: number,
+  ) {
     super();
     this.bn1 = this.registerModule('bn1', new BatchNorm2d(inPlanes));
     this.conv1 = this.registerModule('conv1', new Conv2d(inPlanes, outPlanes, 3, { stride, padding: 1, bias: false }));
@@ -60,7 +65,8 @@ export class WideResNet extends Module implements Classifier {
   constructor(options: WideResNetOptions) {
     super();
     const { depth, widenFactor: k } = options;
-    if ((depth - 4) % 6 !== 0 || depth < 10) throw new Error(`WideResNet: depth must be 6n + 4 (10, 16, 22, 28, 40...), got ${depth}`);
+    if ((depth - 4) % 6 !== 0 || depth < 10)
+      throw new Error(`WideResNet: depth must be 6n + 4 (10, 16, 22, 28, 40...), got ${depth}`);
     const n = (depth - 4) / 6;
     const dropRate = options.dropRate ?? 0;
     const channels = [16, 16 * k, 32 * k, 64 * k] as const;
@@ -70,7 +76,10 @@ export class WideResNet extends Module implements Classifier {
       const holder = new NetworkBlock(n, inPlanes, outPlanes, stride, dropRate);
       return this.registerModule(name, holder);
     };
-    this.conv1 = this.registerModule('conv1', new Conv2d(options.inChannels ?? 3, channels[0], 3, { padding: 1, bias: false }));
+    this.conv1 = this.registerModule(
+      'conv1',
+      new Conv2d(options.inChannels ?? 3, channels[0], 3, { padding: 1, bias: false }),
+    );
     this.block1 = stage('block1', channels[0], channels[1], 1);
     this.block2 = stage('block2', channels[1], channels[2], 2);
     this.block3 = stage('block3', channels[2], channels[3], 2);
