@@ -44,3 +44,33 @@ test('a small CNN reaches ≥ 99 % training accuracy on the quadrant problem wit
   images.dispose();
   labels.dispose();
 });
+
+test('manualSeed with one thread makes a training run repeat exactly', () => {
+  setNumThreads(1);
+  const run = (): number[] => {
+    manualSeed(11);
+    const { images, labels } = quadrantData(64, 5);
+    const model = new SmallCNN();
+    const optimizer = new optim.Adam(model.parameters(), { lr: 0.01 });
+    const losses: number[] = [];
+    for (let step = 0; step < 20; step++) {
+      losses.push(
+        tidy(() => {
+          const loss = F.crossEntropy(model.forward(F.dropout(images, 0.1)), labels);
+          optimizer.zeroGrad();
+          loss.backward();
+          optimizer.step();
+          return loss.item();
+        }),
+      );
+    }
+    model.dispose();
+    optimizer.dispose();
+    images.dispose();
+    labels.dispose();
+    return losses;
+  };
+  const first = run();
+  assert.deepEqual(run(), first);
+  assert.ok(first[19]! < first[0]!, 'the loss went down');
+});
