@@ -7,6 +7,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initTensor(env, exports);
   initDispatch(env, exports);
   initAutograd(env, exports);
+  initImage(env, exports);
   return exports;
 }
 

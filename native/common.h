@@ -40,11 +40,14 @@ Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
   }
 }
 
+#ifndef MCLDEF_FN
 #define MCLDEF_FN(name) Napi::Value name(const Napi::CallbackInfo& info)
+#endif
 
 // Registration entry points, one per source file.
 void initTensor(Napi::Env env, Napi::Object exports);
 void initDispatch(Napi::Env env, Napi::Object exports);
 void initAutograd(Napi::Env env, Napi::Object exports);
+void initImage(Napi::Env env, Napi::Object exports);
 
 }  // namespace mcldef

@@ -32,9 +32,17 @@ if (root) {
   }
 }
 
+if (!existsSync('/usr/include/jpeglib.h')) {
+  fail(
+    'libjpeg-turbo headers were not found (no /usr/include/jpeglib.h).\n  Install them with:  sudo apt-get install libjpeg-dev',
+  );
+}
+
 const outputs = {
   include: includeDirs.join(' '),
-  libs: [`-L${libDir}`, '-ltorch', '-ltorch_cpu', '-lc10', ...(root ? [`-Wl,-rpath,${libDir}`] : [])].join(' '),
+  libs: [`-L${libDir}`, '-ltorch', '-ltorch_cpu', '-lc10', ...(root ? [`-Wl,-rpath,${libDir}`] : []), '-ljpeg'].join(
+    ' ',
+  ),
 };
 if (!(what in outputs)) fail(`torch-config.mjs: unknown query '${what}'`);
 process.stdout.write(outputs[what]);

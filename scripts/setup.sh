@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages mcldef needs on Debian/Ubuntu (idempotent; skips what is there):
-# libtorch-dev (the engine), g++/make/python3 (node-gyp), python3-torch (PyTorch comparisons
+# libtorch-dev (the engine), libjpeg-dev (libjpeg-turbo, JPEG datasets), g++/make/python3 (node-gyp), python3-torch (PyTorch comparisons
 # in tests and benchmarks). Node.js >= 20 must already be installed (Debian 12 ships 18:
 # use NodeSource or nvm).
 set -euo pipefail
@@ -10,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 missing=()
 [ -f /usr/include/ATen/ATen.h ] || missing+=(libtorch-dev)
+[ -f /usr/include/jpeglib.h ] || missing+=(libjpeg-dev)
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 [ -x /usr/bin/python3 ] || missing+=(python3)

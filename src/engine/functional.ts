@@ -276,6 +276,8 @@ export function interpolate(
     scaleFactor?: number | readonly [number, number];
     mode?: 'nearest' | 'bilinear';
     alignCorners?: boolean;
+    /** Bilinear only: low-pass filter when downsampling, like PIL's resize. */
+    antialias?: boolean;
   },
 ): Tensor {
   const size = options.size === undefined ? null : pair(options.size);
@@ -290,7 +292,8 @@ export function interpolate(
   if ((options.mode ?? 'nearest') === 'nearest') {
     return callOp('upsample_nearest2d.vec', input.handle, size, scale);
   }
-  return callOp('upsample_bilinear2d.vec', input.handle, size, options.alignCorners ?? false, scale);
+  const name = options.antialias === true ? '_upsample_bilinear2d_aa.vec' : 'upsample_bilinear2d.vec';
+  return callOp(name, input.handle, size, options.alignCorners ?? false, scale);
 }
 
 /** Elementwise choice: `a` where `condition` is true, `b` elsewhere (tensors or numbers). */

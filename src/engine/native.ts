@@ -68,6 +68,9 @@ export interface NativeBinding {
   getNumThreads(): number;
   cudaAvailable(): boolean;
   version(): string;
+  /** Decodes JPEG files on `threads` threads: all pixels (H×W×C each) and [h, w] per image. */
+  decodeJpegFiles(paths: readonly string[], channels: 1 | 3, threads: number): { pixels: Buffer; sizes: Int32Array };
+  decodeJpeg(bytes: Uint8Array, channels: 1 | 3): { pixels: Buffer; height: number; width: number };
 }
 
 function packageRoot(): string {
