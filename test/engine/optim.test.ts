@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { dispose, optim, tensor, tidy, zeros } from '../../src/index.js';
+import { dispose, noGrad, optim, tensor, tidy, zeros } from '../../src/index.js';
 
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/engine-pytorch.json', import.meta.url), 'utf8')) as {
   optim: {
@@ -129,4 +129,33 @@ test('clipGradNorm_ scales gradients to the max norm and returns the norm before
   b.grad = tidy(() => tensor([NaN]));
   assert.throws(() => optim.clipGradNorm_([a, b], 1), /non-finite/);
   dispose([a, b]);
+});
+
+test('exportState/importState resumes SGD momentum and Adam moments exactly', () => {
+  for (const make of [
+    (p: ReturnType<typeof tensor>) => new optim.SGD([p], { lr: 0.1, momentum: 0.9 }),
+    (p: ReturnType<typeof tensor>) => new optim.Adam([p], { lr: 0.1 }),
+  ]) {
+    const a = tensor([1, 2, 3], { requiresGrad: true });
+    const b = tensor([1, 2, 3], { requiresGrad: true });
+    const first = make(a);
+    const grads = [tensor([0.1, -0.2, 0.3]), tensor([0.5, 0.1, -0.4]), tensor([-0.3, 0.2, 0.1])];
+    for (const g of grads.slice(0, 2)) {
+      a.grad = g.clone();
+      first.step();
+    }
+    noGrad(() => b.copy_(a.detach()));
+    const saved = first.exportState();
+    const second = make(b);
+    second.importState(saved);
+    dispose([...saved.tensors.values()]);
+    a.grad = grads[2]!.clone();
+    b.grad = grads[2]!.clone();
+    first.step();
+    second.step();
+    assert.deepEqual(b.toArray(), a.toArray());
+    first.dispose();
+    second.dispose();
+    dispose([a, b, ...grads]);
+  }
 });
