@@ -1,0 +1,219 @@
+// Shared pieces of the command line: flag parsing, data and attack set-up, JSON output,
+// progress bars, and turning errors into one clear line and a non-zero exit.
+
+import { availableParallelism } from 'node:os';
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+
+import { setNumThreads } from '../engine/autograd.js';
+import { type Attack, type AttackMode, ATTACK_NAMES, createAttack } from '../attacks/index.js';
+import type { ImageSplit } from '../data/dataset.js';
+import { loadDataset } from '../data/load.js';
+import { loadWeights } from '../io/index.js';
+import { createModel, modelNames } from '../nn/models/index.js';
+import type { Classifier } from '../nn/models/classifier.js';
+import { writeFileAtomic } from '../train/trainer.js';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export function integer(name: string, min = -Infinity): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min)
+      throw new InvalidArgumentError(`${name} must be an integer${min > -Infinity ? ` ≥ ${min}` : ''}`);
+    return parsed;
+  };
+}
+
+export function number(name: string, min = -Infinity, max = Infinity): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
+    }
+    return parsed;
+  };
+}
+
+/** Flags every command shares (SPEC §6). */
+export function addCommonOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--threads <n>', 'CPU threads for libtorch')
+        .default(availableParallelism())
+        .argParser(integer('--threads', 1)),
+    )
+    .addOption(new Option('--seed <n>', 'random seed').default(0).argParser(integer('--seed', 0)))
+    .addOption(new Option('--json <file>', "write the results as JSON to FILE ('-' for stdout)"))
+    .addOption(new Option('--cache-dir <dir>', 'decoded-dataset cache folder (default ~/.cache/mcldef/datasets)'))
+    .addOption(new Option('--quiet', 'no progress bars'));
+}
+
+export function addModelOptions(command: Command, weightsRequired: boolean): Command {
+  return command
+    .addOption(new Option('--arch <name>', `architecture: ${modelNames().join(', ')}`).default('wrn-16-1'))
+    .addOption(
+      weightsRequired
+        ? new Option('--weights <file>', 'model weights (.pth, .pth.tar, .pt or .safetensors)').makeOptionMandatory()
+        : new Option('--weights <file>', 'initial weights (.pth or .safetensors)'),
+    )
+    .addOption(
+      new Option(
+        '--data <kind:path>',
+        'dataset, e.g. cifar10:./data (kinds: cifar10, cifar100, gtsrb, imagefolder, mnist, fashion-mnist)',
+      ).makeOptionMandatory(),
+    );
+}
+
+export function addAttackOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--attack <name>', `attack: ${ATTACK_NAMES.join(', ')}`))
+    .addOption(new Option('--target <k>', 'target class (all-to-one)').default(0).argParser(integer('--target', 0)))
+    .addOption(
+      new Option('--mode <mode>', 'all-to-one or all-to-all')
+        .choices(['all-to-one', 'all-to-all'])
+        .default('all-to-one'),
+    )
+    .addOption(
+      new Option('--poison-rate <r>', 'fraction of the training set poisoned')
+        .default(0.1)
+        .argParser(number('--poison-rate', 0, 1)),
+    )
+    .addOption(
+      new Option('--alpha <a>', 'blended: blend weight (0.2); sig: signal scale (1)').argParser(
+        number('--alpha', 0, 1),
+      ),
+    )
+    .addOption(new Option('--pattern <file>', 'blended: trigger image (default: seeded noise)'))
+    .addOption(new Option('--trigger <file>', 'patch: trigger image'))
+    .addOption(new Option('--mask <file>', 'patch: mask image (non-zero = trigger)'))
+    .addOption(new Option('--trojan-watermark <file>', 'trojan: watermark image for the corner square'))
+    .addOption(
+      new Option('--trojan-model <file>', 'trojan: clean weights (same --arch) to generate the watermark against'),
+    )
+    .addOption(
+      new Option(
+        '--attack-seed <n>',
+        'seed of the trigger and of the poisoned-sample choice (default: --seed)',
+      ).argParser(integer('--attack-seed', 0)),
+    );
+}
+
+export interface CommonFlags {
+  threads: number;
+  seed: number;
+  json?: string;
+  cacheDir?: string;
+  quiet?: boolean;
+}
+
+export interface AttackFlags {
+  attack?: string;
+  target: number;
+  mode: AttackMode;
+  poisonRate: number;
+  alpha?: number;
+  pattern?: string;
+  trigger?: string;
+  mask?: string;
+  trojanWatermark?: string;
+  trojanModel?: string;
+  attackSeed?: number;
+}
+
+export function applyCommon(flags: CommonFlags): void {
+  setNumThreads(flags.threads);
+}
+
+export function loadSplit(spec: string, split: 'train' | 'test', flags: CommonFlags): ImageSplit {
+  return loadDataset(spec, split, flags.cacheDir === undefined ? {} : { cacheDir: flags.cacheDir });
+}
+
+export function buildModel(arch: string, split: ImageSplit, weights?: string): Classifier {
+  const model = createModel(arch, { numClasses: split.numClasses, inChannels: split.channels });
+  if (weights !== undefined) loadWeights(model, weights);
+  return model;
+}
+
+/** The attack named by the flags (undefined when none), checked against the data. */
+export function buildAttack(
+  flags: AttackFlags & CommonFlags,
+  split: ImageSplit,
+  arch: string,
+  cleanImages?: () => import('../engine/tensor.js').Tensor,
+): Attack | undefined {
+  if (flags.attack === undefined) return undefined;
+  const geometry = { channels: split.channels, height: split.height, width: split.width };
+  let trojanSource;
+  if (flags.attack === 'trojan' && flags.trojanWatermark === undefined) {
+    if (flags.trojanModel === undefined || cleanImages === undefined) {
+      throw new UsageError(
+        'trojan needs --trojan-watermark FILE, or --trojan-model FILE (clean weights) to generate one',
+      );
+    }
+    trojanSource = {
+      model: buildModel(arch, split, flags.trojanModel),
+      images: cleanImages(),
+      normalization: split.normalization,
+    };
+  }
+  const attack = createAttack({
+    name: flags.attack,
+    target: flags.target,
+    mode: flags.mode,
+    poisonRate: flags.poisonRate,
+    seed: flags.attackSeed ?? flags.seed,
+    numClasses: split.numClasses,
+    geometry,
+    options: {
+      ...(flags.alpha === undefined ? {} : { alpha: flags.alpha }),
+      ...(flags.pattern === undefined ? {} : { patternFile: flags.pattern }),
+      ...(flags.trigger === undefined ? {} : { triggerFile: flags.trigger }),
+      ...(flags.mask === undefined ? {} : { maskFile: flags.mask }),
+      ...(flags.trojanWatermark === undefined ? {} : { watermarkFile: flags.trojanWatermark }),
+      ...(trojanSource === undefined ? {} : { trojanSource }),
+    },
+  });
+  if (trojanSource !== undefined) {
+    trojanSource.model.dispose();
+    trojanSource.images.dispose();
+  }
+  return attack;
+}
+
+/** Writes results to --json (a file, atomically, or stdout for '-'). */
+export function writeJson(target: string | undefined, value: unknown): void {
+  if (target === undefined) return;
+  const text = JSON.stringify(value, null, 2) + '\n';
+  if (target === '-') process.stdout.write(text);
+  else writeFileAtomic(target, text);
+}
+
+/** Human-readable lines go to stderr when --json - owns stdout. */
+export function say(flags: CommonFlags, line: string): void {
+  if (flags.json === '-') process.stderr.write(line + '\n');
+  else process.stdout.write(line + '\n');
+}
+
+export function progressBar(flags: CommonFlags, format: string): cliProgress.SingleBar | null {
+  if (flags.quiet === true || !process.stderr.isTTY) return null;
+  return new cliProgress.SingleBar(
+    { format, stream: process.stderr, hideCursor: true, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/** Runs a command body, printing any error as one clear line and exiting non-zero. */
+export async function runAction(body: () => void | Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`mcldef: error: ${message}\n`);
+    if (process.env.MCLDEF_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    process.exitCode = 1;
+  }
+}
