@@ -74,7 +74,7 @@ class StorageTable {
 
   /** torch's persistent_load: ('storage', StorageClass, key, location, numel[, view]). */
   load(id: PickleValue): StorageRef {
-    if (!Array.isArray(id) || id.length < 5) {
+    if (!Array.isArray(id) || id.length === 0) {
       throw new CheckpointError('bad-pickle', `persistent id is a ${describe(id)}, not a storage tuple`);
     }
     const [kind, storageClass, rawKey, rawLocation, numel, view] = id;
@@ -85,8 +85,9 @@ class StorageTable {
         'the checkpoint pickles a whole nn.Module (persistent id "module"); only state dicts can be read safely',
       );
     }
-    if (typename !== 'storage')
-      throw new CheckpointError('bad-pickle', `unknown persistent id type ${String(typename)}`);
+    if (typename !== 'storage' || id.length < 5) {
+      throw new CheckpointError('bad-pickle', `persistent id (${String(typename).slice(0, 40)}, ...) is not a storage`);
+    }
     if (!(storageClass instanceof PickleGlobal) || !storageClass.name.endsWith('Storage')) {
       throw new CheckpointError('bad-pickle', `storage class is ${describe(storageClass!)}`);
     }
