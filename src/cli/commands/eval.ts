@@ -36,8 +36,8 @@ export function evalCommand(): Command {
 function runEval(flags: EvalFlags): void {
   applyCommon(flags);
   const testSplit = loadSplit(flags.data, 'test', flags);
-  const model = buildModel(flags.arch, testSplit, flags.weights);
   const attack = buildAttack(flags, testSplit, flags.arch);
+  const model = buildModel(flags.arch, testSplit, flags.weights);
   const started = performance.now();
   const metrics = evaluate(model, testSplit, {
     normalization: testSplit.normalization,
