@@ -7,7 +7,7 @@
 // error codes and the time taken; exits non-zero on any crash or leaked tensor.
 // Options: --iterations N (default 10000), --seed S (default 1), --threads N (default 1).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -205,11 +205,6 @@ function runWorker(from: number, to: number): void {
   const corpus = loadCorpus();
   const models = new Map([1, 2].map((k) => [k, new WideResNet({ depth: 16, widenFactor: k, numClasses: 10 }).eval()]));
   const baseline = liveTensorCount();
-  const lines: string[] = [];
-  const flush = (): void => {
-    process.stdout.write(lines.join(''));
-    lines.length = 0;
-  };
   for (let index = from; index < to; index++) {
     const { seed, bytes, how } = makeInput(corpus, index);
     const started = performance.now();
@@ -234,13 +229,11 @@ function runWorker(from: number, to: number): void {
       }
     }
     const milliseconds = performance.now() - started;
-    lines.push(`${index}\t${outcome}\t${milliseconds.toFixed(2)}\t${seed.name}: ${how}\n`);
-    // Report often so that the parent knows which attempt was running if the process dies.
-    if (lines.length >= 20) flush();
+    // Reported at once (synchronously), so the parent knows which attempt killed a dead worker.
+    writeSync(1, `${index}\t${outcome}\t${milliseconds.toFixed(2)}\t${seed.name}: ${how}\n`);
   }
-  flush();
   // Every tensor a read made was freed: only the models' own remain.
-  process.stdout.write(`leaked\t${liveTensorCount() - baseline}\n`);
+  writeSync(1, `leaked\t${liveTensorCount() - baseline}\n`);
   for (const model of models.values()) model.dispose();
 }
 
@@ -275,7 +268,13 @@ function runParent(): void {
         '--threads',
         String(values.threads),
       ],
-      { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        encoding: 'utf8',
+        maxBuffer: 1 << 30,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // A hang counts as a crash too: a generous limit for the attempts left.
+        timeout: 60_000 + (iterations - next) * 250,
+      },
     );
     let last = next - 1;
     for (const line of child.stdout.split('\n')) {

@@ -13,7 +13,7 @@ import { looksLikeZip } from './zip.js';
 
 export { CheckpointError, type CheckpointErrorCode } from './errors.js';
 export type { Checkpoint, CheckpointFormat, CheckpointSource } from './checkpoint.js';
-export { readCheckpoint, saveCheckpoint, type MetadataValue } from './pth.js';
+export { readCheckpoint, saveCheckpoint } from './pth.js';
 export { readSafetensors, saveSafetensors } from './safetensors.js';
 
 /** Which reader a file's first bytes call for, or null. */
@@ -83,7 +83,10 @@ export function saveWeights(
     if (path.endsWith('.safetensors')) {
       const strings: Record<string, string> = {};
       for (const [key, value] of Object.entries(metadata ?? {})) {
-        strings[key] = typeof value === 'string' ? value : JSON.stringify(value);
+        strings[key] =
+          typeof value === 'string'
+            ? value
+            : JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item));
       }
       saveSafetensors(path, stateDict, strings);
     } else {

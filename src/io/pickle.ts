@@ -688,12 +688,12 @@ class Unpickler {
         return this.#encodeLatin1(args);
       case 'torch._utils._rebuild_tensor':
         if (args.length !== 4) this.#fail('bad-tensor', `_rebuild_tensor takes 4 arguments, got ${args.length}`);
-        return this.#tensor(args, false, false);
+        return this.#tensor(args, false);
       case 'torch._utils._rebuild_tensor_v2':
         if (args.length !== 6 && args.length !== 7) {
           this.#fail('bad-tensor', `_rebuild_tensor_v2 takes 6 or 7 arguments, got ${args.length}`);
         }
-        return this.#tensor(args, this.#bool(args[4]!, 'requires_grad'), false);
+        return this.#tensor(args, this.#bool(args[4]!, 'requires_grad'));
       case 'torch._utils._rebuild_parameter':
       case 'torch._utils._rebuild_parameter_with_state': {
         const expected = callable.name === '_rebuild_parameter' ? 3 : 4;
@@ -769,7 +769,7 @@ class Unpickler {
   }
 
   /** Checks the shape arguments now; whether they fit the storage is checked when it is read. */
-  #tensor(args: PickleValue[], requiresGrad: boolean, isParameter: boolean): TensorRef {
+  #tensor(args: PickleValue[], requiresGrad: boolean): TensorRef {
     const [storage, offset, size, stride] = args;
     if (!(storage instanceof StorageRef)) this.#fail('bad-tensor', `tensor storage is a ${describe(storage!)}`);
     const sizes = this.#intTuple(size!, 'size');
@@ -780,7 +780,7 @@ class Unpickler {
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
       this.#fail('bad-tensor', `tensor storage offset must be a non-negative int, got ${describe(offset!)}`);
     }
-    return new TensorRef(storage, offset, sizes, strides, requiresGrad, isParameter);
+    return new TensorRef(storage, offset, sizes, strides, requiresGrad, false);
   }
 
   #intTuple(value: PickleValue, what: string): number[] {

@@ -20,7 +20,16 @@ import {
 } from './checkpoint.js';
 import { CheckpointError, namingSource } from './errors.js';
 import { describe, PickleGlobal, type PickleValue, PickleWriter, StorageRef, TensorRef, unpickle } from './pickle.js';
-import { STORAGE_TYPE_OF, materializeTensor, storageElementSize, storageLabel, tensorBytes } from './tensors.js';
+import {
+  STORAGE_TYPE_OF,
+  checkTensorGeometry,
+  materializeTensor,
+  numelOf,
+  storageElementSize,
+  storageLabel,
+  tensorBytes,
+} from './tensors.js';
+import { looksLikeSafetensors } from './safetensors.js';
 import { looksLikeZip, ZipReader, zipParts } from './zip.js';
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -57,6 +66,8 @@ export function unknownFormatMessage(bytes: Uint8Array): string {
   if (bytes.length > 262 && new TextDecoder().decode(bytes.subarray(257, 262)) === 'ustar') {
     return 'a tar-format checkpoint (PyTorch before 0.4) is not supported; re-save it with a recent PyTorch';
   }
+  if (looksLikeSafetensors(bytes))
+    return 'a safetensors file, not a PyTorch checkpoint: use readSafetensors or readWeights';
   return 'not a PyTorch checkpoint (no zip or pickle signature) nor a safetensors file';
 }
 
@@ -143,8 +154,10 @@ class StorageTable {
 
 // ---- the object graph → state dict + metadata ---------------------------------------------
 
+/** A dict holding tensors, or an empty one (a model without parameters). */
 function isStateDict(value: PickleValue | undefined): value is Map<PickleValue, PickleValue> {
-  if (!(value instanceof Map) || value.size === 0) return false;
+  if (!(value instanceof Map)) return false;
+  if (value.size === 0) return true;
   for (const item of value.values()) if (item instanceof TensorRef) return true;
   return false;
 }
@@ -185,22 +198,40 @@ function splitCheckpoint(root: PickleValue): {
   return { tensors: stripModulePrefix(entries), metadata, omittedKeys: omitted, notes };
 }
 
-/** Reads every tensor of the state dict from its storage; frees them all if one fails. */
+/**
+ * Reads every tensor of the state dict from its storage; frees them all if one fails.
+ * Each tensor gets memory of its own, so tensors sharing a storage (or one tensor listed
+ * under many keys) would multiply the file's size: the total is capped at twice the input
+ * plus 64 MiB (tied weights fit; a crafted amplification does not).
+ */
 function buildStateDict(
   tensors: Map<string, TensorRef>,
   storageBytes: (storage: StorageRef) => Uint8Array,
+  inputLength: number,
   notes: string[],
 ): Map<string, Tensor> {
   const stateDict = new Map<string, Tensor>();
   const widened: string[] = [];
+  const byteBudget = 2 * inputLength + 2 ** 26;
+  let bytesMade = 0;
   disposeOnError(stateDict, () => {
     for (const [key, ref] of tensors) {
+      checkTensorGeometry(ref, ref.storage.numel);
+      const isBFloat16 = ref.storage.storageType === 'BFloat16Storage';
+      // bfloat16 is widened to 4-byte float32.
+      bytesMade += numelOf(ref.size) * (isBFloat16 ? 4 : storageElementSize(ref.storage.storageType));
+      if (bytesMade > byteBudget) {
+        throw new CheckpointError(
+          'too-large',
+          `the tensors need over ${bytesMade} bytes from a ${inputLength}-byte file (stopped at '${key}'): refused as an amplification`,
+        );
+      }
       const bytes = storageBytes(ref.storage);
       stateDict.set(
         key,
         tidy(() => materializeTensor(ref, bytes, ref.storage.numel)),
       );
-      if (ref.storage.storageType === 'BFloat16Storage') widened.push(key);
+      if (isBFloat16) widened.push(key);
     }
   });
   if (widened.length > 0) notes.push(`bfloat16 tensors widened to float32 (exactly): ${widened.join(', ')}`);
@@ -210,10 +241,11 @@ function buildStateDict(
 function finish(
   format: 'zip' | 'legacy',
   root: PickleValue,
+  inputLength: number,
   storageBytes: (storage: StorageRef) => Uint8Array,
 ): Checkpoint {
   const { tensors, metadata, omittedKeys, notes } = splitCheckpoint(root);
-  const stateDict = buildStateDict(tensors, storageBytes, notes);
+  const stateDict = buildStateDict(tensors, storageBytes, inputLength, notes);
   return { stateDict, metadata, format, omittedKeys, notes };
 }
 
@@ -244,7 +276,7 @@ function readZipCheckpoint(bytes: Uint8Array): Checkpoint {
     persistentLoad: (id) => storages.load(id),
   });
   const records = new Map<string, Uint8Array>();
-  return finish('zip', value, (storage) => {
+  return finish('zip', value, bytes.length, (storage) => {
     let record = records.get(storage.key);
     if (record === undefined) {
       const recordName = `${prefix}/data/${storage.key}`;
@@ -326,7 +358,7 @@ function readLegacyCheckpoint(bytes: Uint8Array): Checkpoint {
     records.set(key, bytes.subarray(at + 8, at + 8 + length));
     at += 8 + length;
   }
-  return finish('legacy', main.value, (storage) => {
+  return finish('legacy', main.value, bytes.length, (storage) => {
     const record = records.get(storage.key);
     if (record === undefined) {
       throw new CheckpointError('missing-record', `the file holds no bytes for ${storageLabel(storage)}`);
@@ -337,10 +369,7 @@ function readLegacyCheckpoint(bytes: Uint8Array): Checkpoint {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-/** Metadata values saveCheckpoint writes: ints, floats, strings, booleans, None, lists, dicts. */
-export type MetadataValue =
-  number | bigint | string | boolean | null | MetadataValue[] | { [key: string]: MetadataValue };
-
+/** Writes one metadata value: ints, floats, strings, booleans, None, lists and dicts (nested). */
 function writeMetadataValue(writer: PickleWriter, value: unknown, path: string, depth: number): void {
   if (depth > 100) throw new CheckpointError('bad-metadata', `metadata '${path}' is nested too deeply`);
   if (value === null || value === undefined) writer.none();

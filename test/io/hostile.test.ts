@@ -239,6 +239,57 @@ test('absurd shapes, offsets and strides are refused before any allocation', () 
   dispose([transposed.stateDict, window.stateDict]);
 });
 
+test('one storage read into many tensors is capped (no amplification of the file size)', () => {
+  const elements = 2 ** 20;
+  const specs = Array.from({ length: 40 }, (_, i) => ({
+    key: `copy${i}`,
+    storageKey: '0',
+    numel: elements,
+    size: [elements],
+    stride: [1],
+  }));
+  // 40 × 4 MiB of tensors from a 4 MiB file: refused before the cap, and nothing is kept.
+  const archive = zipCheckpoint(statePickle(specs), { '0': new Uint8Array(4 * elements) });
+  expectError(() => readWeights(archive), 'too-large', 'amplification');
+});
+
+/** A legacy checkpoint with one tensor on a view of a 4-float storage 'root'. */
+function legacyViewFile(view: [number, number], size: number[], stride: number[]): Uint8Array {
+  const writer = new PickleWriter().proto(2).global('collections', 'OrderedDict').emptyTuple().reduce().mark();
+  writer.string('v').global('torch._utils', '_rebuild_tensor_v2').mark();
+  writer.mark().string('storage').global('torch', 'FloatStorage').string('root').string('cpu').int(4);
+  writer.mark().string('view-key').int(view[0]).int(view[1]).tuple().tuple().binPersId().int(0).mark();
+  for (const value of size) writer.int(value);
+  writer.tuple().mark();
+  for (const value of stride) writer.int(value);
+  writer.tuple().bool(false).global('collections', 'OrderedDict').emptyTuple().reduce().tuple().reduce();
+  writer.setItems().stop();
+  const file = legacyFile(writer.bytes());
+  // legacyFile ends with an empty key list: replace it with ['root'] and the storage.
+  const keys = new PickleWriter().proto(2).emptyList().mark().string('root').appends().stop().bytes();
+  const emptyKeys = new PickleWriter().proto(2).emptyList().stop().bytes();
+  return concat([
+    file.subarray(0, file.length - emptyKeys.length),
+    keys,
+    Uint8Array.from(le(4, 8)),
+    floats(1, 2, 3, 4),
+  ]);
+}
+
+test('legacy storage views are read, and bounded by their root storage', () => {
+  const checkpoint = readWeights(legacyViewFile([1, 2], [2], [1]));
+  assert.equal(checkpoint.format, 'legacy');
+  assert.deepEqual(checkpoint.stateDict.get('v')!.toArray(), [2, 3]);
+  dispose(checkpoint.stateDict);
+  expectError(() => readWeights(legacyViewFile([1, 2], [3], [1])), 'bad-tensor', '2 elements');
+  expectError(() => readWeights(legacyViewFile([3, 2], [1], [1])), 'bad-storage', 'view');
+  // The same file cut anywhere inside the storage section is truncated.
+  const whole = legacyViewFile([1, 2], [2], [1]);
+  for (let cut = whole.length - 24; cut < whole.length; cut++) {
+    expectError(() => readWeights(whole.subarray(0, cut)), 'truncated');
+  }
+});
+
 // ---- declared lengths ------------------------------------------------------------------------------
 
 test('huge declared lengths fail as truncated/too-large without allocating', () => {
