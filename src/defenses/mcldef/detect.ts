@@ -1,0 +1,106 @@
+// Backdoor detection without a known target: a cheap inversion towards every class, then
+// Neural Cleanse's median-absolute-deviation anomaly index over the trigger sizes. A class
+// whose trigger is anomalously small (index > 2, below the median) is the flagged target.
+import type { ImageSplit } from '../../data/dataset.js';
+import { subset } from '../../data/subset.js';
+import type { Module } from '../../nn/module.js';
+import { type InversionOptions, invertTrigger } from './invert.js';
+
+export interface DetectOptions extends InversionOptions {
+  /** Passes per class in the scan (10). */
+  scanPasses?: number;
+  /** Clean images used by the scan (500, stratified), fewer when the clean set is smaller. */
+  scanImages?: number;
+  /** Anomaly index above which a small trigger flags its class (2). */
+  threshold?: number;
+  onClass?: (result: ClassScan) => void;
+}
+
+export interface ClassScan {
+  label: number;
+  size: number;
+  attackAccuracy: number;
+  found: boolean;
+  seconds: number;
+}
+
+export interface DetectionResult {
+  classes: (ClassScan & { anomalyIndex: number })[];
+  median: number;
+  mad: number;
+  /** The flagged target class, or null: "no backdoor found". */
+  target: number | null;
+  seconds: number;
+}
+
+/** Anomaly indices |x − median| / (1.4826·MAD), the consistency constant of a normal distribution. */
+export function anomalyIndices(values: readonly number[]): { indices: number[]; median: number; mad: number } {
+  const median = medianOf(values);
+  const mad = medianOf(values.map((value) => Math.abs(value - median)));
+  const scale = 1.4826 * mad;
+  const indices = values.map((value) => {
+    const deviation = Math.abs(value - median);
+    if (scale === 0) return deviation === 0 ? 0 : Infinity;
+    return deviation / scale;
+  });
+  return { indices, median, mad };
+}
+
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** The flagged class: anomaly index above the threshold, smaller than the median, the smallest such. */
+export function flagTarget(
+  sizes: readonly number[],
+  threshold = 2,
+): { target: number | null; indices: number[]; median: number; mad: number } {
+  const { indices, median, mad } = anomalyIndices(sizes);
+  let target: number | null = null;
+  sizes.forEach((size, label) => {
+    if (size < median && indices[label]! > threshold && (target === null || size < sizes[target]!)) target = label;
+  });
+  return { target, indices, median, mad };
+}
+
+export function detectBackdoor(model: Module, clean: ImageSplit, options: DetectOptions = {}): DetectionResult {
+  const started = performance.now();
+  const wanted = Math.min(options.scanImages ?? 500, clean.count);
+  const scanSet = wanted < clean.count ? subset(clean, wanted / clean.count, { seed: options.seed ?? 0 }) : clean;
+  const scans: ClassScan[] = [];
+  try {
+    for (let label = 0; label < clean.numClasses; label++) {
+      const classStart = performance.now();
+      const trigger = invertTrigger(model, scanSet, label, {
+        ...options,
+        passes: options.scanPasses ?? 10,
+        onPass: undefined,
+      });
+      const scan = {
+        label,
+        size: trigger.size,
+        attackAccuracy: trigger.attackAccuracy,
+        found: trigger.found,
+        seconds: (performance.now() - classStart) / 1000,
+      };
+      trigger.dispose();
+      scans.push(scan);
+      options.onClass?.(scan);
+    }
+  } finally {
+    if (scanSet !== clean) scanSet.dispose();
+  }
+  const { target, indices, median, mad } = flagTarget(
+    scans.map((scan) => scan.size),
+    options.threshold ?? 2,
+  );
+  return {
+    classes: scans.map((scan, label) => ({ ...scan, anomalyIndex: indices[label]! })),
+    median,
+    mad,
+    target,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,4 @@
+// MCLDef: trigger inversion (invert), backdoor detection (detect), model-contrastive purification (purify).
+export * from './invert.js';
+export * from './detect.js';
+export * from './purify.js';

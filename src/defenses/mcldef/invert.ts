@@ -1,0 +1,421 @@
+// Stage 1 of MCLDef: trigger inversion towards a target class (SPEC §2).
+//
+// 'pattern' (the published code): two free tensors P+, P- (C×H×W, U[0,1]); the pattern
+// Δ = clamp(P+) − clamp(P-) is added to the image; loss = CE(model(norm(clamp(x+Δ))), t)
+// + cost·R with R = Σ_hw max_c g(P+) + Σ_hw max_c g(P-), g(v) = tanh(v/10)/(2−1e-7) + 0.5;
+// Adam(0.1, betas 0.5/0.9); after each pass, entries below 1/255 are pruned and the best
+// pattern (attack accuracy ≥ 0.9, smaller R and smaller size) is kept and restarted from;
+// the cost adapts like Neural Cleanse's.
+// 'mask' (the older code, Neural Cleanse): x' = (1−m)·x + m·p with m ∈ [0,1]^{H×W},
+// p ∈ [0,1]^{C×H×W}; loss = CE + λ·|m|₁; Adam(lr 0.005); stops after `patience` passes
+// without a smaller mask among those reaching the attack accuracy.
+import { noGrad } from '../../engine/autograd.js';
+import { full, rand, tensor } from '../../engine/creation.js';
+import * as F from '../../engine/functional.js';
+import { Adam } from '../../engine/optim/adam.js';
+import { keep, tidy } from '../../engine/scope.js';
+import type { Tensor } from '../../engine/tensor.js';
+import type { ImageSplit } from '../../data/dataset.js';
+import { normalize, toUnitRange } from '../../data/normalization.js';
+import { permutation } from '../../data/rng.js';
+import type { Module } from '../../nn/module.js';
+
+export type InversionMethod = 'pattern' | 'mask';
+
+export interface InversionOptions {
+  method?: InversionMethod;
+  /** Passes over the clean data (published: 100). */
+  passes?: number;
+  batchSize?: number;
+  /** Adam learning rate (pattern: 0.1, mask: 0.005). */
+  lr?: number;
+  /** pattern: initial regularizer cost (1e-3); mask: λ (0.01 at 32×32, 0.001 at 224×224). */
+  cost?: number;
+  /** Attack accuracy a pattern must reach to count (0.9). */
+  attackThreshold?: number;
+  /**
+   * Stop after this many passes without a new best (pattern: off in the published code,
+   * Infinity; mask: 30).
+   */
+  patience?: number;
+  seed?: number;
+  /** Called after each pass. */
+  onPass?: (record: InversionPass) => void;
+}
+
+export interface InversionPass {
+  pass: number;
+  loss: number;
+  attackAccuracy: number;
+  regularizer: number;
+  /** pattern: non-zero (h, w) positions of the pruned Δ; mask: |m|₁. */
+  size: number;
+  cost: number;
+  improved: boolean;
+}
+
+/** An inverted trigger that can be stamped on [0, 1] images. */
+export interface InvertedTrigger {
+  readonly method: InversionMethod;
+  readonly target: number;
+  /** pattern: the additive Δ (C×H×W, in [−1, 1]); mask: the pattern p (C×H×W). */
+  readonly pattern: Tensor;
+  /** mask method only: m (H×W). */
+  readonly mask: Tensor | null;
+  /** pattern: non-zero positions; mask: |m|₁ (the detection statistic). */
+  readonly size: number;
+  /** Attack accuracy of the returned trigger on the clean data, in [0, 1]. */
+  readonly attackAccuracy: number;
+  readonly passes: number;
+  readonly history: InversionPass[];
+  /** Whether any pass reached the attack threshold. */
+  readonly found: boolean;
+  apply(images: Tensor): Tensor;
+  dispose(): void;
+}
+
+/** g(v) = tanh(v/10)/(2 − 1e-7) + 0.5, the published size surrogate. */
+export function sizeSurrogate(values: Tensor): Tensor {
+  return tidy(() =>
+    values
+      .div(10)
+      .tanh()
+      .div(2 - 1e-7)
+      .add(0.5),
+  );
+}
+
+/** R = Σ_hw max_c g(P+) + Σ_hw max_c g(P-). */
+export function patternRegularizer(positive: Tensor, negative: Tensor): Tensor {
+  return tidy(() => sizeSurrogate(positive).amax(0).sum().add(sizeSurrogate(negative).amax(0).sum()));
+}
+
+/** Δ with entries below 1/255 in magnitude set to zero. */
+export function prunePattern(delta: Tensor): Tensor {
+  return tidy(() => delta.maskedFill(delta.abs().lt(1 / 255), 0));
+}
+
+/** Number of (h, w) positions where Σ_c |Δ| is non-zero. */
+export function patternSize(delta: Tensor): number {
+  return tidy(() => delta.abs().sum(0).gt(0).sum().item());
+}
+
+/** x' = clamp(x + Δ, 0, 1). */
+export function stampAdditive(images: Tensor, delta: Tensor): Tensor {
+  return tidy(() => images.add(delta).clamp(0, 1));
+}
+
+/** The adaptive cost of the published code (Neural Cleanse's schedule). */
+export class CostSchedule {
+  #above = 0;
+  #below = 0;
+
+  constructor(
+    public cost: number,
+    readonly patience = 10,
+    readonly multiplier = 1.5,
+  ) {}
+
+  /** Updates the cost after a pass with the given attack accuracy. */
+  update(attackAccuracy: number, threshold: number): number {
+    if (attackAccuracy >= threshold) {
+      this.#above++;
+      this.#below = 0;
+    } else {
+      this.#below++;
+      this.#above = 0;
+    }
+    if (this.#above >= this.patience) {
+      this.cost *= this.multiplier;
+      this.#above = 0;
+    } else if (this.#below >= this.patience) {
+      this.cost /= this.multiplier ** 1.5;
+      this.#below = 0;
+    }
+    return this.cost;
+  }
+}
+
+/** Best-pattern bookkeeping: a pass counts only if it is accurate enough, smaller in R and in size. */
+export class BestPattern {
+  regularizer = Infinity;
+  size = Infinity;
+  delta: Tensor | null = null;
+  attackAccuracy = 0;
+
+  /** Offers a pass's pruned pattern; returns whether it became the best (then owned here). */
+  offer(delta: Tensor, attackAccuracy: number, regularizer: number, size: number, threshold: number): boolean {
+    if (attackAccuracy >= threshold && regularizer < this.regularizer && size < this.size) {
+      this.delta?.dispose();
+      this.delta = keep(delta);
+      this.regularizer = regularizer;
+      this.size = size;
+      this.attackAccuracy = attackAccuracy;
+      return true;
+    }
+    return false;
+  }
+}
+
+class Trigger implements InvertedTrigger {
+  constructor(
+    readonly method: InversionMethod,
+    readonly target: number,
+    readonly pattern: Tensor,
+    readonly mask: Tensor | null,
+    readonly size: number,
+    readonly attackAccuracy: number,
+    readonly passes: number,
+    readonly history: InversionPass[],
+    readonly found: boolean,
+  ) {}
+
+  apply(images: Tensor): Tensor {
+    if (this.mask === null) return stampAdditive(images, this.pattern);
+    const mask = this.mask;
+    return tidy(() => images.mul(mask.rsub(1)).add(this.pattern.mul(mask)));
+  }
+
+  dispose(): void {
+    this.pattern.dispose();
+    this.mask?.dispose();
+  }
+}
+
+/** Batches of clean [0, 1] images in a seeded order per pass. */
+export function* passBatches(clean: ImageSplit, batchSize: number, seed: number, pass: number): Generator<Tensor> {
+  const order = permutation(clean.count, (seed * 7919 + pass * 104729) >>> 0);
+  for (let start = 0; start < order.length; start += batchSize) {
+    const indices = order.subarray(start, Math.min(start + batchSize, order.length));
+    yield tidy(() => toUnitRange(clean.images.indexSelect(0, tensor(indices, { dtype: 'int64' }))));
+  }
+}
+
+/** Freezes a model for inversion (eval mode, no parameter gradients); returns the undo. */
+function freeze(model: Module): () => void {
+  const wasTraining = model.training;
+  const flags = model.parameters().map((p) => [p, p.requiresGrad] as const);
+  model.eval();
+  model.requiresGrad_(false);
+  return () => {
+    for (const [parameter, requiresGrad] of flags) parameter.requiresGrad_(requiresGrad);
+    model.train(wasTraining);
+  };
+}
+
+/** Inverts a trigger that sends the clean images to `target`. */
+export function invertTrigger(
+  model: Module,
+  clean: ImageSplit,
+  target: number,
+  options: InversionOptions = {},
+): InvertedTrigger {
+  if (!Number.isInteger(target) || target < 0 || target >= clean.numClasses) {
+    throw new RangeError(`target class ${target} is out of range for ${clean.numClasses} classes`);
+  }
+  const unfreeze = freeze(model);
+  try {
+    return (options.method ?? 'pattern') === 'pattern'
+      ? invertPattern(model, clean, target, options)
+      : invertMask(model, clean, target, options);
+  } finally {
+    unfreeze();
+  }
+}
+
+function invertPattern(model: Module, clean: ImageSplit, target: number, options: InversionOptions): InvertedTrigger {
+  const { channels, height, width } = clean;
+  const passes = options.passes ?? 100;
+  const batchSize = options.batchSize ?? 64;
+  const threshold = options.attackThreshold ?? 0.9;
+  const patience = options.patience ?? Infinity;
+  const seed = options.seed ?? 0;
+  const positive = keep(rand([channels, height, width]).requiresGrad_(true));
+  const negative = keep(rand([channels, height, width]).requiresGrad_(true));
+  const optimizer = new Adam([positive, negative], { lr: options.lr ?? 0.1, betas: [0.5, 0.9] });
+  const schedule = new CostSchedule(options.cost ?? 1e-3);
+  const best = new BestPattern();
+  const history: InversionPass[] = [];
+  let sincePrevious = 0;
+  let lastDelta: Tensor | null = null;
+  let lastAccuracy = 0;
+  try {
+    for (let pass = 0; pass < passes; pass++) {
+      let seen = 0;
+      let hits = 0;
+      let lossSum = 0;
+      let regularizerSum = 0;
+      let batches = 0;
+      const cost = schedule.cost;
+      for (const images of passBatches(clean, batchSize, seed, pass)) {
+        const [loss, regularizer, correct] = tidy(() => {
+          const delta = positive.clamp(0, 1).sub(negative.clamp(0, 1));
+          const logits = model.forward(normalize(stampAdditive(images, delta), clean.normalization));
+          const targets = full([images.size(0)], target, { dtype: 'int64' });
+          const regularizer = patternRegularizer(positive, negative);
+          const loss = F.crossEntropy(logits, targets).add(regularizer.mul(cost));
+          optimizer.zeroGrad();
+          loss.backward();
+          optimizer.step();
+          return [loss.item(), regularizer.item(), logits.argmax(1).eq(target).sum().item()] as const;
+        });
+        if (!Number.isFinite(loss)) throw new Error(`trigger inversion diverged: loss ${loss} in pass ${pass}`);
+        seen += images.size(0);
+        hits += correct;
+        lossSum += loss;
+        regularizerSum += regularizer;
+        batches++;
+        images.dispose();
+      }
+      const attackAccuracy = hits / seen;
+      const meanRegularizer = regularizerSum / batches;
+      const pruned = noGrad(() => tidy(() => prunePattern(positive.clamp(0, 1).sub(negative.clamp(0, 1)))));
+      const size = patternSize(pruned);
+      lastDelta?.dispose();
+      lastDelta = keep(pruned.clone());
+      lastAccuracy = attackAccuracy;
+      const improved = best.offer(pruned, attackAccuracy, meanRegularizer, size, threshold);
+      if (improved) {
+        // Restart from the pruned best: its positive part and its negated negative part.
+        noGrad(() =>
+          tidy(() => {
+            positive.copy_(pruned.relu());
+            negative.copy_(pruned.neg().relu());
+          }),
+        );
+        sincePrevious = 0;
+      } else {
+        pruned.dispose();
+        sincePrevious++;
+      }
+      schedule.update(attackAccuracy, threshold);
+      const record: InversionPass = {
+        pass,
+        loss: lossSum / batches,
+        attackAccuracy,
+        regularizer: meanRegularizer,
+        size,
+        cost,
+        improved,
+      };
+      history.push(record);
+      options.onPass?.(record);
+      if (best.delta !== null && sincePrevious >= patience) break;
+    }
+  } finally {
+    optimizer.dispose();
+    positive.dispose();
+    negative.dispose();
+  }
+  const found = best.delta !== null;
+  const delta = found ? best.delta! : lastDelta!;
+  if (found) lastDelta?.dispose();
+  return new Trigger(
+    'pattern',
+    target,
+    delta,
+    null,
+    found ? best.size : patternSize(delta),
+    found ? best.attackAccuracy : lastAccuracy,
+    history.length,
+    history,
+    found,
+  );
+}
+
+function invertMask(model: Module, clean: ImageSplit, target: number, options: InversionOptions): InvertedTrigger {
+  const { channels, height, width } = clean;
+  const passes = options.passes ?? 100;
+  const batchSize = options.batchSize ?? 64;
+  const threshold = options.attackThreshold ?? 0.9;
+  const patience = options.patience ?? 30;
+  const lambda = options.cost ?? (height * width >= 224 * 224 ? 0.001 : 0.01);
+  const seed = options.seed ?? 0;
+  // Free variables in tanh space, as Neural Cleanse parameterizes them.
+  const maskRaw = keep(rand([1, 1, height, width]).mul(2).sub(1).requiresGrad_(true));
+  const patternRaw = keep(rand([1, channels, height, width]).mul(2).sub(1).requiresGrad_(true));
+  const optimizer = new Adam([maskRaw, patternRaw], { lr: options.lr ?? 0.005, betas: [0.5, 0.9] });
+  const history: InversionPass[] = [];
+  let bestNorm = Infinity;
+  let bestMask: Tensor | null = null;
+  let bestPattern: Tensor | null = null;
+  let bestAccuracy = 0;
+  let sincePrevious = 0;
+  let lastAccuracy = 0;
+  const squash = (raw: Tensor): Tensor => raw.tanh().div(2).add(0.5);
+  try {
+    for (let pass = 0; pass < passes; pass++) {
+      let seen = 0;
+      let hits = 0;
+      let lossSum = 0;
+      let batches = 0;
+      for (const images of passBatches(clean, batchSize, seed, pass)) {
+        const [loss, correct] = tidy(() => {
+          const mask = squash(maskRaw);
+          const stamped = images.mul(mask.rsub(1)).add(squash(patternRaw).mul(mask));
+          const logits = model.forward(normalize(stamped, clean.normalization));
+          const targets = full([images.size(0)], target, { dtype: 'int64' });
+          const loss = F.crossEntropy(logits, targets).add(mask.sum().mul(lambda));
+          optimizer.zeroGrad();
+          loss.backward();
+          optimizer.step();
+          return [loss.item(), logits.argmax(1).eq(target).sum().item()] as const;
+        });
+        if (!Number.isFinite(loss)) throw new Error(`trigger inversion diverged: loss ${loss} in pass ${pass}`);
+        seen += images.size(0);
+        hits += correct;
+        lossSum += loss;
+        batches++;
+        images.dispose();
+      }
+      const attackAccuracy = hits / seen;
+      lastAccuracy = attackAccuracy;
+      const norm = noGrad(() => tidy(() => squash(maskRaw).sum().item()));
+      const improved = attackAccuracy >= threshold && norm < bestNorm;
+      if (improved) {
+        bestMask?.dispose();
+        bestPattern?.dispose();
+        bestMask = keep(noGrad(() => tidy(() => squash(maskRaw).reshape([height, width]))));
+        bestPattern = keep(noGrad(() => tidy(() => squash(patternRaw).reshape([channels, height, width]))));
+        bestNorm = norm;
+        bestAccuracy = attackAccuracy;
+        sincePrevious = 0;
+      } else {
+        sincePrevious++;
+      }
+      const record: InversionPass = {
+        pass,
+        loss: lossSum / batches,
+        attackAccuracy,
+        regularizer: norm,
+        size: norm,
+        cost: lambda,
+        improved,
+      };
+      history.push(record);
+      options.onPass?.(record);
+      if (bestMask !== null && sincePrevious >= patience) break;
+    }
+    const found = bestMask !== null;
+    if (!found) {
+      bestMask = keep(noGrad(() => tidy(() => squash(maskRaw).reshape([height, width]))));
+      bestPattern = keep(noGrad(() => tidy(() => squash(patternRaw).reshape([channels, height, width]))));
+      bestNorm = noGrad(() => tidy(() => bestMask!.sum().item()));
+    }
+    return new Trigger(
+      'mask',
+      target,
+      bestPattern!,
+      bestMask,
+      bestNorm,
+      found ? bestAccuracy : lastAccuracy,
+      history.length,
+      history,
+      found,
+    );
+  } finally {
+    optimizer.dispose();
+    maskRaw.dispose();
+    patternRaw.dispose();
+  }
+}

@@ -1,0 +1,174 @@
+// MCLDef: the size regularizer and the contrastive loss against hand-computed values, the
+// pruning/best-pattern/cost rules on scripted sequences, and a tiny synthetic backdoor
+// found by detect and removed by purify.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { setNumThreads, tensor, tidy } from '../../src/index.js';
+import { createAttack } from '../../src/attacks/index.js';
+import {
+  BestPattern,
+  CostSchedule,
+  contrastiveLoss,
+  detectBackdoor,
+  flagTarget,
+  invertTrigger,
+  patternRegularizer,
+  patternSize,
+  prunePattern,
+  purify,
+  sizeSurrogate,
+} from '../../src/defenses/mcldef/index.js';
+import { evaluate } from '../../src/eval/metrics.js';
+import { subset } from '../../src/data/subset.js';
+import { trainModel } from '../../src/train/trainer.js';
+import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
+
+const close = (a: number, b: number, tolerance = 1e-6): void => assert.ok(Math.abs(a - b) <= tolerance, `${a} vs ${b}`);
+
+test('size surrogate g(v) = tanh(v/10)/(2 − 1e-7) + 0.5 and R = Σ_hw max_c g(P+) + Σ_hw max_c g(P-)', () => {
+  tidy(() => {
+    const g = (v: number): number => Math.tanh(v / 10) / (2 - 1e-7) + 0.5;
+    close(sizeSurrogate(tensor([0])).item(), g(0));
+    close(sizeSurrogate(tensor([3])).item(), g(3));
+    // 2 channels × 1×2: max over channels per position.
+    const positive = tensor([0.2, 0.9, 0.5, 0.1], { shape: [2, 1, 2] });
+    const negative = tensor([0, 0, 1, 0.3], { shape: [2, 1, 2] });
+    close(patternRegularizer(positive, negative).item(), g(0.5) + g(0.9) + g(1) + g(0.3), 1e-6);
+  });
+});
+
+test('contrastive loss = −log(e^{cos(a,p)/τ} / (e^{cos(a,p)/τ} + e^{cos(a,n)/τ}))', () => {
+  tidy(() => {
+    const a = tensor([[1, 0]]);
+    const p = tensor([[1, 1]]); // cos = 1/√2
+    const n = tensor([[0, 1]]); // cos = 0
+    const cp = 1 / Math.SQRT2 / 0.5;
+    const expected = -Math.log(Math.exp(cp) / (Math.exp(cp) + Math.exp(0)));
+    close(contrastiveLoss(a, p, n, 0.5).item(), expected, 1e-6);
+    // Batch mean; identical positive and anchor with opposite negative is the minimum here.
+    const batch = contrastiveLoss(
+      tensor([
+        [1, 0],
+        [0, 2],
+      ]),
+      tensor([
+        [2, 0],
+        [0, 1],
+      ]),
+      tensor([
+        [-1, 0],
+        [0, -3],
+      ]),
+      0.5,
+    );
+    close(batch.item(), -Math.log(Math.exp(2) / (Math.exp(2) + Math.exp(-2))), 1e-6);
+  });
+});
+
+test('pruning zeroes entries below 1/255; size counts positions with any non-zero channel', () => {
+  tidy(() => {
+    const delta = tensor([0.001, 0.5, -0.003, 0, 0.0039, -0.2, 0.001, 0], { shape: [2, 2, 2] });
+    const pruned = prunePattern(delta);
+    assert.deepEqual(
+      pruned.toArray(),
+      [
+        [
+          [0, 0.5],
+          [0, 0],
+        ],
+        [
+          [0, -0.2],
+          [0, 0],
+        ],
+      ].map((c) => c.map((r) => r.map((v) => Math.fround(v)))),
+    );
+    assert.equal(patternSize(pruned), 1);
+    assert.equal(patternSize(delta), 3);
+  });
+});
+
+test('best-pattern rule: accurate enough, and smaller in R and in size, on a scripted sequence', () => {
+  const best = new BestPattern();
+  const offer = (accuracy: number, r: number, size: number): boolean =>
+    best.offer(
+      tidy(() => tensor([size])),
+      accuracy,
+      r,
+      size,
+      0.9,
+    );
+  assert.equal(offer(0.8, 10, 10), false, 'not accurate enough');
+  assert.equal(offer(0.95, 10, 10), true);
+  assert.equal(offer(0.99, 9, 12), false, 'smaller R but larger size');
+  assert.equal(offer(0.99, 11, 8), false, 'smaller size but larger R');
+  assert.equal(offer(0.9, 9, 9), true);
+  assert.equal(best.size, 9);
+  assert.equal(best.regularizer, 9);
+  best.delta?.dispose();
+});
+
+test('cost schedule: ×1.5 after 10 passes at or above the threshold, ÷1.5^1.5 after 10 below', () => {
+  const schedule = new CostSchedule(1e-3);
+  for (let i = 0; i < 9; i++) schedule.update(0.95, 0.9);
+  close(schedule.cost, 1e-3);
+  schedule.update(0.9, 0.9);
+  close(schedule.cost, 1.5e-3, 1e-12);
+  for (let i = 0; i < 9; i++) schedule.update(0.5, 0.9);
+  close(schedule.cost, 1.5e-3, 1e-12);
+  schedule.update(0.5, 0.9);
+  close(schedule.cost, 1.5e-3 / 1.5 ** 1.5, 1e-12);
+  schedule.update(0.95, 0.9);
+  for (let i = 0; i < 8; i++) schedule.update(0.5, 0.9);
+  close(schedule.cost, 1.5e-3 / 1.5 ** 1.5, 1e-12);
+});
+
+test('MAD anomaly index flags the anomalously small class, and nothing when none stands out', () => {
+  const flagged = flagTarget([9, 60, 70, 80, 65, 75, 62, 71, 68, 77]);
+  assert.equal(flagged.target, 0);
+  assert.ok(flagged.indices[0]! > 2);
+  assert.equal(flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]).target, null);
+  assert.equal(flagTarget([200, 60, 70, 80, 65, 75, 62, 71, 68, 77]).target, null, 'large outliers are not backdoors');
+});
+
+test('a tiny synthetic backdoor is found by detect (target unknown) and removed by purify', () => {
+  setNumThreads(1);
+  const train = quadrantSplit(800, 11);
+  const testSplit = quadrantSplit(300, 12);
+  const geometry = { channels: 3, height: 12, width: 12 };
+  const attack = createAttack({ name: 'badnets-square', target: 2, poisonRate: 0.1, seed: 1, numClasses: 4, geometry });
+  const model = new TinyNet();
+  trainModel({
+    model,
+    train,
+    attack,
+    config: {
+      epochs: 10,
+      batchSize: 32,
+      optimizer: 'sgd',
+      lr: 0.05,
+      momentum: 0.9,
+      weightDecay: 5e-4,
+      schedule: 'cosine',
+      seed: 2,
+    },
+  });
+  const before = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  assert.ok(before.asr > 90, `the backdoor took: ASR ${before.asr}`);
+  const clean = subset(train, 0.25, { seed: 5 });
+  const detection = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1 });
+  console.log(
+    `detect: sizes ${detection.classes.map((c) => c.size).join(', ')}; indices ${detection.classes.map((c) => c.anomalyIndex.toFixed(2)).join(', ')}`,
+  );
+  assert.equal(detection.target, 2);
+  const trigger = invertTrigger(model, clean, 2, { passes: 30, seed: 1 });
+  assert.ok(trigger.found);
+  const published = purify(model, clean, trigger, { epochs: 10, lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01) });
+  const afterPublished = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  console.log(
+    `synthetic MCLDef (contrastive loss alone): BA ${before.ba.toFixed(1)} → ${afterPublished.ba.toFixed(1)}, ASR ${before.asr.toFixed(1)} → ${afterPublished.asr.toFixed(1)} (${published.seconds.toFixed(1)} s)`,
+  );
+  assert.ok(afterPublished.asr < 20, `ASR after ${afterPublished.asr}`);
+  assert.ok(afterPublished.ba >= 50, `BA after ${afterPublished.ba} (chance is 25)`);
+  for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
+});
