@@ -2,6 +2,7 @@
 // The `mcldef` command (SPEC §6).
 import { Command } from 'commander';
 
+import { defendCommand, detectCommand } from './commands/defend.js';
 import { evalCommand } from './commands/eval.js';
 import { trainCommand } from './commands/train.js';
 
@@ -11,4 +12,6 @@ const program = new Command('mcldef')
   .configureHelp({ showGlobalOptions: true });
 program.addCommand(trainCommand());
 program.addCommand(evalCommand());
+program.addCommand(detectCommand());
+program.addCommand(defendCommand());
 await program.parseAsync(process.argv);

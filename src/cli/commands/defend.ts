@@ -1,0 +1,310 @@
+// mcldef detect / mcldef defend --method mcldef: find the backdoor's target (or take
+// --target), invert its trigger, purify the model, and report before/after metrics.
+import { Command, Option } from 'commander';
+
+import { subset } from '../../data/subset.js';
+import { parseDataSpec } from '../../data/load.js';
+import { type DetectionResult, detectBackdoor, invertTrigger, purify } from '../../defenses/mcldef/index.js';
+import { type Metrics, defenseEffectivenessRating, evaluate } from '../../eval/metrics.js';
+import { saveWeights } from '../../io/index.js';
+import {
+  type AttackFlags,
+  type CommonFlags,
+  UsageError,
+  addAttackOptions,
+  addCommonOptions,
+  addModelOptions,
+  applyCommon,
+  buildAttack,
+  buildModel,
+  integer,
+  loadSplit,
+  number,
+  runAction,
+  say,
+  writeJson,
+} from '../common.js';
+
+interface DefendFlags extends CommonFlags, AttackFlags {
+  arch: string;
+  weights: string;
+  data: string;
+  method: string;
+  cleanRatio: number;
+  out?: string;
+  preset: 'published' | 'default';
+  inversion: 'pattern' | 'mask';
+  passes: number;
+  scanPasses: number;
+  epochs: number;
+  batchSize: number;
+  temperature: number;
+  cleanWeight: number;
+  monitor: number;
+  targetGiven: boolean;
+}
+
+function addDefenseOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--clean-ratio <r>', 'fraction of the training split the defender holds (seeded by --seed)')
+        .default(0.05)
+        .argParser(number('--clean-ratio', 0, 1)),
+    )
+    .addOption(
+      new Option(
+        '--preset <name>',
+        "published: the authors' configuration exactly; default: this project's defaults (currently the same)",
+      )
+        .choices(['published', 'default'])
+        .default('default'),
+    )
+    .addOption(
+      new Option('--inversion <method>', 'pattern (published) or mask (Neural Cleanse, the older code)')
+        .choices(['pattern', 'mask'])
+        .default('pattern'),
+    )
+    .addOption(
+      new Option('--passes <n>', 'inversion passes over the clean data').default(100).argParser(integer('--passes', 1)),
+    )
+    .addOption(
+      new Option('--scan-passes <n>', 'detection: inversion passes per class')
+        .default(10)
+        .argParser(integer('--scan-passes', 1)),
+    );
+}
+
+export function detectCommand(): Command {
+  const command = new Command('detect').description(
+    'is this model backdoored, and towards which class? (per-class trigger inversion + MAD anomaly index)',
+  );
+  addModelOptions(command, true);
+  addDefenseOptions(command);
+  addCommonOptions(command);
+  return command.action((flags: DefendFlags) => runAction(() => runDetect(flags)));
+}
+
+export function defendCommand(): Command {
+  const command = new Command('defend').description(
+    'remove a backdoor: detect (or take --target), invert the trigger, purify; saves the model and a report',
+  );
+  addModelOptions(command, true);
+  addAttackOptions(command);
+  addDefenseOptions(command);
+  command
+    .addOption(new Option('--method <name>', 'defense').choices(['mcldef']).default('mcldef'))
+    .addOption(new Option('--epochs <n>', 'purification epochs').default(20).argParser(integer('--epochs', 1)))
+    .addOption(
+      new Option('--batch-size <n>', 'batch size of inversion and purification')
+        .default(64)
+        .argParser(integer('--batch-size', 1)),
+    )
+    .addOption(
+      new Option('--temperature <t>', 'contrastive temperature τ')
+        .default(0.5)
+        .argParser(number('--temperature', 1e-6)),
+    )
+    .addOption(
+      new Option('--clean-weight <λ>', 'weight of an optional clean cross-entropy term (0 = the published loss)')
+        .default(0)
+        .argParser(number('--clean-weight', 0)),
+    )
+    .addOption(
+      new Option('--monitor <n>', 'test images for per-epoch BA/ASR (with --attack; 0 = none)')
+        .default(1000)
+        .argParser(integer('--monitor', 0)),
+    )
+    .addOption(new Option('--out <file>', 'purified weights (.safetensors or .pth)'));
+  addCommonOptions(command);
+  return command.action((flags: DefendFlags, cmd: Command) => {
+    flags.targetGiven = cmd.getOptionValueSource('target') === 'cli';
+    return runAction(() => runDefend(flags));
+  });
+}
+
+function printDetection(flags: CommonFlags, detection: DetectionResult): void {
+  for (const c of detection.classes) {
+    say(
+      flags,
+      `  class ${c.label}: trigger size ${c.size.toFixed(1)}  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%`,
+    );
+  }
+  say(
+    flags,
+    detection.target === null
+      ? 'no backdoor found'
+      : `backdoored: target class ${detection.target} (anomaly index ${detection.classes[detection.target]!.anomalyIndex.toFixed(2)})`,
+  );
+}
+
+function runDetect(flags: DefendFlags): void {
+  applyCommon(flags);
+  const train = loadSplit(flags.data, 'train', flags);
+  const clean = subset(train, flags.cleanRatio, { seed: flags.seed });
+  train.dispose();
+  const model = buildModel(flags.arch, clean, flags.weights);
+  say(flags, `scanning ${clean.numClasses} classes with ${clean.count} clean images…`);
+  const detection = detectBackdoor(model, clean, {
+    method: flags.inversion,
+    scanPasses: flags.scanPasses,
+    seed: flags.seed,
+    onClass: (c) => say(flags, `  class ${c.label}: size ${c.size.toFixed(1)} (${c.seconds.toFixed(1)} s)`),
+  });
+  printDetection(flags, detection);
+  writeJson(flags.json, {
+    detected_target: detection.target,
+    median: detection.median,
+    mad: detection.mad,
+    classes: detection.classes,
+    seconds: detection.seconds,
+  });
+  model.dispose();
+  clean.dispose();
+}
+
+function runDefend(flags: DefendFlags): void {
+  applyCommon(flags);
+  const started = performance.now();
+  const { kind } = parseDataSpec(flags.data);
+  const train = loadSplit(flags.data, 'train', flags);
+  const test = loadSplit(flags.data, 'test', flags);
+  const clean = subset(train, flags.cleanRatio, { seed: flags.seed });
+  train.dispose();
+  const model = buildModel(flags.arch, clean, flags.weights);
+  const attack = buildAttack(flags, test, flags.arch);
+  if (flags.targetGiven && (flags.target < 0 || flags.target >= clean.numClasses)) {
+    throw new UsageError(`target class ${flags.target} is out of range for ${clean.numClasses} classes`);
+  }
+  const measure = (): Metrics =>
+    evaluate(model, test, { normalization: test.normalization, ...(attack === undefined ? {} : { trigger: attack }) });
+  const before = measure();
+  say(
+    flags,
+    `before: BA ${before.ba.toFixed(2)}%${attack ? `  ASR ${before.asr.toFixed(2)}%  RA ${before.ra.toFixed(2)}%` : ''}`,
+  );
+
+  const inversionStart = performance.now();
+  let target = flags.target;
+  let detected: number | null = null;
+  if (!flags.targetGiven) {
+    const detection = detectBackdoor(model, clean, {
+      method: flags.inversion,
+      scanPasses: flags.scanPasses,
+      seed: flags.seed,
+      batchSize: flags.batchSize,
+    });
+    printDetection(flags, detection);
+    detected = detection.target;
+    if (detected === null) {
+      say(flags, 'nothing to remove: the model is left unchanged');
+      writeJson(flags.json, {
+        method: flags.method,
+        target: null,
+        detected_target: null,
+        before,
+        after: before,
+        der: 0.5,
+        seconds: {
+          inversion: (performance.now() - inversionStart) / 1000,
+          purification: 0,
+          total: (performance.now() - started) / 1000,
+        },
+        epochs: [],
+      });
+      return;
+    }
+    target = detected;
+  }
+  const trigger = invertTrigger(model, clean, target, {
+    method: flags.inversion,
+    passes: flags.passes,
+    batchSize: flags.batchSize,
+    seed: flags.seed,
+    onPass: (p) => {
+      if (flags.quiet !== true && (p.pass % 10 === 9 || p.improved))
+        say(
+          flags,
+          `  inversion pass ${p.pass + 1}: attack acc ${(100 * p.attackAccuracy).toFixed(1)}%  size ${p.size.toFixed(0)}  cost ${p.cost.toExponential(2)}${p.improved ? '  (best)' : ''}`,
+        );
+    },
+  });
+  const inversionSeconds = (performance.now() - inversionStart) / 1000;
+  say(
+    flags,
+    `trigger for class ${target}: size ${trigger.size.toFixed(1)}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)}% (${trigger.passes} passes, ${inversionSeconds.toFixed(0)} s)`,
+  );
+
+  const monitorSet =
+    attack !== undefined && flags.monitor > 0
+      ? subset(test, Math.min(1, flags.monitor / test.count), { seed: 1 })
+      : undefined;
+  const result = purify(model, clean, trigger, {
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    temperature: flags.temperature,
+    cleanWeight: flags.cleanWeight,
+    lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
+    seed: flags.seed,
+    ...(monitorSet === undefined
+      ? {}
+      : {
+          monitor: (m) => {
+            const r = evaluate(m, monitorSet, { normalization: test.normalization, trigger: attack! });
+            m.train();
+            return { ba: r.ba, asr: r.asr };
+          },
+        }),
+    onEpoch: (e) =>
+      say(
+        flags,
+        `  epoch ${e.epoch + 1}/${flags.epochs}  lr ${e.lr}  loss ${e.loss.toFixed(4)}${e.ba === undefined ? '' : `  BA ${e.ba.toFixed(1)}%  ASR ${e.asr?.toFixed(1)}% (monitor set)`}  ${e.seconds.toFixed(1)} s`,
+      ),
+  });
+  const after = measure();
+  const total = (performance.now() - started) / 1000;
+  say(
+    flags,
+    `after:  BA ${after.ba.toFixed(2)}%${attack ? `  ASR ${after.asr.toFixed(2)}%  RA ${after.ra.toFixed(2)}%  DER ${defenseEffectivenessRating(before, after).toFixed(4)}` : ''}`,
+  );
+  say(
+    flags,
+    `seconds: inversion ${inversionSeconds.toFixed(0)}, purification ${result.seconds.toFixed(0)}, total ${total.toFixed(0)}`,
+  );
+  if (flags.out !== undefined) {
+    saveWeights(flags.out, model, { arch: flags.arch, defense: 'mcldef', target });
+    say(flags, `saved ${flags.out}`);
+  }
+  const pick = (m: Metrics): { ba: number; asr: number | null; ra: number | null } => ({
+    ba: m.ba,
+    asr: attack ? m.asr : null,
+    ra: attack ? m.ra : null,
+  });
+  writeJson(flags.json, {
+    method: flags.method,
+    target,
+    detected_target: detected,
+    before: pick(before),
+    after: pick(after),
+    der: attack ? defenseEffectivenessRating(before, after) : null,
+    seconds: { inversion: inversionSeconds, purification: result.seconds, total },
+    epochs: result.epochs.map((e) => ({
+      epoch: e.epoch,
+      lr: e.lr,
+      loss: e.loss,
+      ba: e.ba ?? null,
+      asr: e.asr ?? null,
+    })),
+    trigger: {
+      method: trigger.method,
+      size: trigger.size,
+      attack_accuracy: trigger.attackAccuracy,
+      passes: trigger.passes,
+    },
+  });
+  monitorSet?.dispose();
+  trigger.dispose();
+  attack?.dispose();
+  model.dispose();
+  clean.dispose();
+  test.dispose();
+}
