@@ -1,5 +1,8 @@
 // mcldef detect / mcldef defend --method mcldef: find the backdoor's target (or take
 // --target), invert its trigger, purify the model, and report before/after metrics.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
 import { Command, Option } from 'commander';
 
 import { subset } from '../../data/subset.js';
@@ -7,6 +10,9 @@ import { parseDataSpec } from '../../data/load.js';
 import { type DetectionResult, detectBackdoor, invertTrigger, purify } from '../../defenses/mcldef/index.js';
 import { type Metrics, defenseEffectivenessRating, evaluate } from '../../eval/metrics.js';
 import { saveWeights } from '../../io/index.js';
+import { reportHtml } from '../../report/html.js';
+import { triggerPng } from '../../report/trigger-image.js';
+import { writeFileAtomic } from '../../train/trainer.js';
 import {
   type AttackFlags,
   type CommonFlags,
@@ -41,6 +47,7 @@ interface DefendFlags extends CommonFlags, AttackFlags {
   temperature: number;
   cleanWeight: number;
   monitor: number;
+  reportDir?: string;
   targetGiven: boolean;
 }
 
@@ -114,7 +121,13 @@ export function defendCommand(): Command {
         .default(1000)
         .argParser(integer('--monitor', 0)),
     )
-    .addOption(new Option('--out <file>', 'purified weights (.safetensors or .pth)'));
+    .addOption(new Option('--out <file>', 'purified weights (.safetensors or .pth)'))
+    .addOption(
+      new Option(
+        '--report-dir <dir>',
+        'where report.json, report.html and trigger.png go (default: OUT-report/, or mcldef-report/)',
+      ),
+    );
   addCommonOptions(command);
   return command.action((flags: DefendFlags, cmd: Command) => {
     flags.targetGiven = cmd.getOptionValueSource('target') === 'cli';
@@ -162,7 +175,7 @@ function runDetect(flags: DefendFlags): void {
   clean.dispose();
 }
 
-function runDefend(flags: DefendFlags): void {
+async function runDefend(flags: DefendFlags): Promise<void> {
   applyCommon(flags);
   const started = performance.now();
   const { kind } = parseDataSpec(flags.data);
@@ -279,8 +292,11 @@ function runDefend(flags: DefendFlags): void {
     asr: attack ? m.asr : null,
     ra: attack ? m.ra : null,
   });
-  writeJson(flags.json, {
+  const report = {
     method: flags.method,
+    model: flags.weights,
+    data: flags.data,
+    attack: attack?.name ?? null,
     target,
     detected_target: detected,
     before: pick(before),
@@ -300,7 +316,17 @@ function runDefend(flags: DefendFlags): void {
       attack_accuracy: trigger.attackAccuracy,
       passes: trigger.passes,
     },
-  });
+  };
+  const reportDir =
+    flags.reportDir ??
+    (flags.out === undefined ? 'mcldef-report' : `${flags.out.replace(/\.(safetensors|pth|pt|pth\.tar)$/, '')}-report`);
+  mkdirSync(reportDir, { recursive: true });
+  const png = triggerPng(trigger);
+  writeFileAtomic(join(reportDir, 'trigger.png'), png);
+  writeFileAtomic(join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  writeFileAtomic(join(reportDir, 'report.html'), await reportHtml(report, png));
+  say(flags, `report: ${join(reportDir, 'report.html')}`);
+  writeJson(flags.json, report);
   monitorSet?.dispose();
   trigger.dispose();
   attack?.dispose();

@@ -1,0 +1,90 @@
+// A self-contained report.html for `mcldef defend`: the before/after table, the inverted
+// trigger, and BA/ASR per purification epoch drawn by Vega-Lite (rendered to inline SVG,
+// so the page needs no network and no script).
+import * as vega from 'vega';
+import { compile } from 'vega-lite';
+
+export interface DefenseReport {
+  method: string;
+  model: string;
+  data: string;
+  attack: string | null;
+  target: number | null;
+  detected_target: number | null;
+  before: { ba: number; asr: number | null; ra: number | null };
+  after: { ba: number; asr: number | null; ra: number | null };
+  der: number | null;
+  seconds: { inversion: number; purification: number; total: number };
+  epochs: { epoch: number; lr: number; loss: number; ba: number | null; asr: number | null }[];
+}
+
+function escape(text: string): string {
+  return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+}
+
+/** BA and ASR (or the loss, without an attack) per epoch, as an SVG string. */
+export async function epochChart(epochs: DefenseReport['epochs']): Promise<string> {
+  const values = epochs.flatMap((e) => [
+    ...(e.ba === null ? [] : [{ epoch: e.epoch + 1, metric: 'BA %', value: e.ba }]),
+    ...(e.asr === null ? [] : [{ epoch: e.epoch + 1, metric: 'ASR %', value: e.asr }]),
+  ]);
+  const lossOnly = values.length === 0;
+  const spec = compile({
+    width: 520,
+    height: 240,
+    data: { values: lossOnly ? epochs.map((e) => ({ epoch: e.epoch + 1, metric: 'loss', value: e.loss })) : values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'epoch', type: 'quantitative', title: 'purification epoch' },
+      y: {
+        field: 'value',
+        type: 'quantitative',
+        title: lossOnly ? 'contrastive loss' : 'percent',
+        ...(lossOnly ? {} : { scale: { domain: [0, 100] } }),
+      },
+      color: { field: 'metric', type: 'nominal', title: null },
+    },
+  }).spec;
+  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+export async function reportHtml(report: DefenseReport, triggerPng: Buffer | null): Promise<string> {
+  const cell = (value: number | null, digits = 2): string => (value === null ? '–' : value.toFixed(digits));
+  const rows = (['before', 'after'] as const)
+    .map(
+      (when) =>
+        `<tr><th>${when}</th><td>${cell(report[when].ba)}</td><td>${cell(report[when].asr)}</td><td>${cell(report[when].ra)}</td></tr>`,
+    )
+    .join('\n');
+  const chart = report.epochs.length > 0 ? await epochChart(report.epochs) : '<p>No purification epochs.</p>';
+  const trigger =
+    triggerPng === null
+      ? '<p>No trigger (nothing was inverted).</p>'
+      : `<img alt="inverted trigger" src="data:image/png;base64,${triggerPng.toString('base64')}">`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mcldef report: ${escape(report.model)}</title>
+<style>
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 760px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 4px 12px; text-align: right; }
+img { image-rendering: pixelated; border: 1px solid #ccc; } .muted { color: #666; }
+</style></head><body>
+<h1>mcldef ${escape(report.method)} report</h1>
+<p>Model <code>${escape(report.model)}</code> on <code>${escape(report.data)}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
+Target class ${report.target ?? '–'}${report.detected_target === null ? ' (given)' : ` (detected: ${report.detected_target})`}.</p>
+<h2>Before and after</h2>
+<table><tr><th></th><th>BA %</th><th>ASR %</th><th>RA %</th></tr>
+${rows}
+</table>
+<p>DER ${cell(report.der, 4)} · seconds: inversion ${report.seconds.inversion.toFixed(0)}, purification ${report.seconds.purification.toFixed(0)}, total ${report.seconds.total.toFixed(0)}</p>
+<h2>Inverted trigger</h2>
+${trigger}
+<p class="muted">Additive pattern shown around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern.</p>
+<h2>Purification</h2>
+${chart}
+<p class="muted">BA and ASR per epoch on the monitor subset of the test split.</p>
+</body></html>
+`;
+}

@@ -1,0 +1,50 @@
+// The inverted trigger as a magnified PNG: the additive pattern Δ shown around mid-grey
+// (0.5 + Δ/2), or, for the mask method, the mask beside the masked pattern.
+import { PNG } from 'pngjs';
+
+import { tidy } from '../engine/scope.js';
+import type { Tensor } from '../engine/tensor.js';
+
+export interface TriggerLike {
+  readonly pattern: Tensor;
+  readonly mask: Tensor | null;
+}
+
+/** Panels (each C×H×W in [0, 1]) side by side, each pixel magnified `scale` times, as PNG bytes. */
+export function panelsToPng(panels: readonly Tensor[], scale = 8, gap = 4): Buffer {
+  const images = panels.map((panel) => ({
+    data: panel.toFloat64Array(),
+    channels: panel.size(0),
+    height: panel.size(1),
+    width: panel.size(2),
+  }));
+  const height = Math.max(...images.map((image) => image.height)) * scale;
+  const width = images.reduce((total, image) => total + image.width * scale, 0) + gap * (images.length - 1);
+  const png = new PNG({ width, height });
+  png.data.fill(255);
+  let left = 0;
+  for (const image of images) {
+    const plane = image.height * image.width;
+    for (let y = 0; y < image.height * scale; y++) {
+      for (let x = 0; x < image.width * scale; x++) {
+        const source = Math.floor(y / scale) * image.width + Math.floor(x / scale);
+        const target = (y * width + left + x) * 4;
+        for (let c = 0; c < 3; c++) {
+          const value = image.data[(image.channels === 1 ? 0 : c) * plane + source] ?? 0;
+          png.data[target + c] = Math.round(255 * Math.min(1, Math.max(0, value)));
+        }
+        png.data[target + 3] = 255;
+      }
+    }
+    left += image.width * scale + gap;
+  }
+  return PNG.sync.write(png);
+}
+
+export function triggerPng(trigger: TriggerLike, scale = 8): Buffer {
+  return tidy(() => {
+    if (trigger.mask === null) return panelsToPng([trigger.pattern.div(2).add(0.5)], scale);
+    const mask = trigger.mask.unsqueeze(0);
+    return panelsToPng([mask, trigger.pattern.mul(mask)], scale);
+  });
+}

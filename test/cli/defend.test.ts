@@ -1,0 +1,130 @@
+// `mcldef defend` and `mcldef detect` end to end on a tiny image folder: the JSON of SPEC §6,
+// the purified weights, the trigger PNG and a self-contained report.html.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { PNG } from 'pngjs';
+
+const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
+
+function mcldef(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function tinyImageFolder(): string {
+  const root = mkdtempSync(join(tmpdir(), 'mcldef-defend-'));
+  let state = 7;
+  const noise = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) % 40) - 20;
+  for (const split of ['train', 'test']) {
+    for (const [label, level] of [
+      ['a', 60],
+      ['b', 120],
+      ['c', 190],
+    ] as const) {
+      mkdirSync(join(root, split, label), { recursive: true });
+      for (let i = 0; i < 40; i++) {
+        const body = Buffer.alloc(8 * 8 * 3, 0).map(() => level + noise());
+        writeFileSync(join(root, split, label, `${i}.ppm`), Buffer.concat([Buffer.from('P6 8 8 255\n'), body]));
+      }
+    }
+  }
+  return root;
+}
+
+test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html; detect scans every class', () => {
+  const data = tinyImageFolder();
+  const folder = mkdtempSync(join(tmpdir(), 'mcldef-defend-out-'));
+  const common = ['--data', `imagefolder:${data}`, '--threads', '1', '--quiet', '--cache-dir', join(folder, 'cache')];
+  const weights = join(folder, 'backdoored.safetensors');
+  const trained = mcldef([
+    'train',
+    '--arch',
+    'wrn-16-1',
+    '--attack',
+    'badnets-square',
+    '--target',
+    '1',
+    '--poison-rate',
+    '0.2',
+    '--epochs',
+    '4',
+    '--batch-size',
+    '16',
+    '--lr',
+    '0.05',
+    '--out',
+    weights,
+    ...common,
+  ]);
+  assert.equal(trained.status, 0, trained.stderr);
+  const out = join(folder, 'purified.safetensors');
+  const defended = mcldef([
+    'defend',
+    '--arch',
+    'wrn-16-1',
+    '--weights',
+    weights,
+    '--attack',
+    'badnets-square',
+    '--target',
+    '1',
+    '--clean-ratio',
+    '0.5',
+    '--passes',
+    '3',
+    '--epochs',
+    '2',
+    '--monitor',
+    '30',
+    '--out',
+    out,
+    '--json',
+    '-',
+    ...common,
+  ]);
+  assert.equal(defended.status, 0, defended.stderr);
+  const report = JSON.parse(defended.stdout) as Record<string, unknown> & {
+    before: { ba: number };
+    epochs: { ba: number | null }[];
+    seconds: { total: number };
+  };
+  for (const key of ['method', 'target', 'detected_target', 'before', 'after', 'der', 'seconds', 'epochs'])
+    assert.ok(key in report, `JSON has ${key}`);
+  assert.equal(report.target, 1);
+  assert.equal(report.detected_target, null);
+  assert.equal(report.epochs.length, 2);
+  assert.equal(typeof report.epochs[0]!.ba, 'number');
+  assert.ok(existsSync(out));
+  const reportDir = join(folder, 'purified-report');
+  const png = PNG.sync.read(readFileSync(join(reportDir, 'trigger.png')));
+  assert.deepEqual([png.width, png.height], [64, 64], '8×8 trigger magnified 8×');
+  const html = readFileSync(join(reportDir, 'report.html'), 'utf8');
+  assert.match(html, /<svg/);
+  assert.match(html, /data:image\/png;base64,/);
+  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'self-contained');
+  const detected = mcldef([
+    'detect',
+    '--arch',
+    'wrn-16-1',
+    '--weights',
+    weights,
+    '--clean-ratio',
+    '0.5',
+    '--scan-passes',
+    '2',
+    '--json',
+    '-',
+    ...common,
+  ]);
+  assert.equal(detected.status, 0, detected.stderr);
+  const scan = JSON.parse(detected.stdout) as {
+    classes: { label: number; anomalyIndex: number }[];
+    detected_target: number | null;
+  };
+  assert.equal(scan.classes.length, 3);
+});
