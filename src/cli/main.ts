@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 
 import { defendCommand, detectCommand } from './commands/defend.js';
+import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
 import { trainCommand } from './commands/train.js';
 
@@ -14,4 +15,5 @@ program.addCommand(trainCommand());
 program.addCommand(evalCommand());
 program.addCommand(detectCommand());
 program.addCommand(defendCommand());
+program.addCommand(demoCommand());
 await program.parseAsync(process.argv);

@@ -31,7 +31,7 @@ import {
   writeJson,
 } from '../common.js';
 
-interface DefendFlags extends CommonFlags, AttackFlags {
+export interface DefendFlags extends CommonFlags, AttackFlags {
   arch: string;
   weights: string;
   data: string;
@@ -175,7 +175,7 @@ function runDetect(flags: DefendFlags): void {
   clean.dispose();
 }
 
-async function runDefend(flags: DefendFlags): Promise<void> {
+export async function runDefend(flags: DefendFlags): Promise<void> {
   applyCommon(flags);
   const started = performance.now();
   const { kind } = parseDataSpec(flags.data);
