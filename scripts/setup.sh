@@ -11,6 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 missing=()
 [ -f /usr/include/ATen/ATen.h ] || missing+=(libtorch-dev)
 [ -f /usr/include/jpeglib.h ] || missing+=(libjpeg-dev)
+[ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 [ -x /usr/bin/python3 ] || missing+=(python3)
