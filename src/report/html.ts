@@ -71,7 +71,7 @@ body { font: 15px/1.5 system-ui, sans-serif; max-width: 760px; margin: 2em auto;
 table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 4px 12px; text-align: right; }
 img { image-rendering: pixelated; border: 1px solid #ccc; } .muted { color: #666; }
 </style></head><body>
-<h1>mcldef ${escape(report.method)} report</h1>
+<h1>Backdoor removal report (${report.method === 'mcldef' ? 'MCLDef' : escape(report.method)})</h1>
 <p>Model <code>${escape(report.model)}</code> on <code>${escape(report.data)}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
 Target class ${report.target ?? '–'}${report.detected_target === null ? ' (given)' : ` (detected: ${report.detected_target})`}.</p>
 <h2>Before and after</h2>
