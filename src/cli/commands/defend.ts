@@ -1,7 +1,7 @@
 // mcldef detect / mcldef defend --method mcldef: find the backdoor's target (or take
 // --target), invert its trigger, purify the model, and report before/after metrics.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { Command, Option } from 'commander';
 
@@ -177,6 +177,12 @@ function runDetect(flags: DefendFlags): void {
 
 export async function runDefend(flags: DefendFlags): Promise<void> {
   applyCommon(flags);
+  // Fail before the work, not after it: check the output's name and make its folder now.
+  if (flags.out !== undefined) {
+    if (!/\.(safetensors|pth|pt|pth\.tar)$/.test(flags.out))
+      throw new UsageError(`--out ${flags.out}: use a .safetensors or .pth file name`);
+    mkdirSync(dirname(flags.out), { recursive: true });
+  }
   const started = performance.now();
   const { kind } = parseDataSpec(flags.data);
   const train = loadSplit(flags.data, 'train', flags);
