@@ -42,6 +42,7 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   inversion: 'pattern' | 'mask';
   passes: number;
   scanPasses: number;
+  inversionPatience?: number;
   epochs: number;
   batchSize: number;
   temperature: number;
@@ -239,6 +240,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     passes: flags.passes,
     batchSize: flags.batchSize,
     seed: flags.seed,
+    ...(flags.inversionPatience === undefined ? {} : { patience: flags.inversionPatience }),
     onPass: (p) => {
       if (flags.quiet !== true && (p.pass % 10 === 9 || p.improved))
         say(
