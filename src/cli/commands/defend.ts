@@ -79,6 +79,12 @@ function addDefenseOptions(command: Command): Command {
       new Option('--scan-passes <n>', 'detection: inversion passes per class')
         .default(10)
         .argParser(integer('--scan-passes', 1)),
+    )
+    .addOption(
+      new Option(
+        '--inversion-patience <n>',
+        'stop inverting after N passes without a better pattern (default: never, as published)',
+      ).argParser(integer('--inversion-patience', 1)),
     );
 }
 
