@@ -1,7 +1,6 @@
 // Attacks: exact trigger pixels, formulas on known inputs, poisoning counts and seeds.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -9,6 +8,7 @@ import { PNG } from 'pngjs';
 
 import { type Tensor, full, linspace, rand, tidy, zeros } from '../../src/index.js';
 import { ATTACK_NAMES, createAttack } from '../../src/attacks/index.js';
+import { temporaryFolder } from '../helpers/tmp.js';
 
 const geometry = { channels: 3, height: 32, width: 32 };
 const labels = Int32Array.from({ length: 1000 }, (_, i) => i % 10);
@@ -47,7 +47,7 @@ test('badnets-square is white at rows and columns 28..30 on 32×32, and nowhere 
 });
 
 test('blended is (1 − α)x + αP; a pattern file is used as given', () => {
-  const folder = mkdtempSync(join(tmpdir(), 'mcldef-attack-'));
+  const folder = temporaryFolder('mcldef-attack-');
   const png = new PNG({ width: 32, height: 32 });
   png.data.fill(255);
   const file = join(folder, 'white.png');
@@ -168,7 +168,7 @@ test('wanet cross samples avoid the poisoned ones and number crossRatio × poiso
 });
 
 test('patch replaces pixels where the mask is non-zero; trojan places its watermark in the corner', () => {
-  const folder = mkdtempSync(join(tmpdir(), 'mcldef-patch-'));
+  const folder = temporaryFolder('mcldef-patch-');
   const trigger = new PNG({ width: 32, height: 32 });
   trigger.data.fill(255);
   const mask = new PNG({ width: 32, height: 32 });

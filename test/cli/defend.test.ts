@@ -2,12 +2,12 @@
 // the purified weights, the trigger PNG and a self-contained report.html.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { PNG } from 'pngjs';
+import { temporaryFolder } from '../helpers/tmp.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 
@@ -17,7 +17,7 @@ function mcldef(args: string[]): { status: number | null; stdout: string; stderr
 }
 
 function tinyImageFolder(): string {
-  const root = mkdtempSync(join(tmpdir(), 'mcldef-defend-'));
+  const root = temporaryFolder('mcldef-defend-');
   let state = 7;
   const noise = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) % 40) - 20;
   for (const split of ['train', 'test']) {
@@ -38,7 +38,7 @@ function tinyImageFolder(): string {
 
 test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html; detect scans every class', () => {
   const data = tinyImageFolder();
-  const folder = mkdtempSync(join(tmpdir(), 'mcldef-defend-out-'));
+  const folder = temporaryFolder('mcldef-defend-out-');
   const common = ['--data', `imagefolder:${data}`, '--threads', '1', '--quiet', '--cache-dir', join(folder, 'cache')];
   const weights = join(folder, 'backdoored.safetensors');
   const trained = mcldef([

@@ -2,16 +2,16 @@
 // and resuming after SIGINT or SIGKILL with the same final weights as an uninterrupted run.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { temporaryFolder } from '../helpers/tmp.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 
 /** root/{train,test}/{a,b}/N.ppm: class a dark, class b bright, with a little noise. */
 function tinyImageFolder(): string {
-  const root = mkdtempSync(join(tmpdir(), 'mcldef-cli-'));
+  const root = temporaryFolder('mcldef-cli-');
   let state = 1;
   const noise = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) % 40) - 20;
   for (const split of ['train', 'test']) {
@@ -35,7 +35,7 @@ function mcldef(args: string[]): { status: number | null; stdout: string; stderr
 }
 
 const data = tinyImageFolder();
-const cache = mkdtempSync(join(tmpdir(), 'mcldef-cli-cache-'));
+const cache = temporaryFolder('mcldef-cli-cache-');
 const trainArgs = (out: string): string[] => [
   'train',
   '--arch',
@@ -126,7 +126,7 @@ async function interruptAfterFirstEpoch(out: string, signal: NodeJS.Signals): Pr
 
 for (const signal of ['SIGINT', 'SIGKILL'] as const) {
   test(`after ${signal}, re-running the same command resumes and ends with the uninterrupted run's weights`, async () => {
-    const folder = mkdtempSync(join(tmpdir(), 'mcldef-resume-'));
+    const folder = temporaryFolder('mcldef-resume-');
     const reference = join(folder, 'reference.safetensors');
     const full = mcldef(trainArgs(reference));
     assert.equal(full.status, 0, full.stderr);

@@ -1,7 +1,6 @@
 // Image decoding: JPEG pixels identical to libjpeg-turbo's defaults (PIL), PNG, PPM, resizing.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -9,6 +8,7 @@ import { PNG } from 'pngjs';
 
 import { decodeImageFiles, decodePnm, listClassFolders } from '../../src/data/sources/files.js';
 import { sharedPath } from '../helpers/shared.js';
+import { temporaryFolder } from '../helpers/tmp.js';
 
 const jpegFixtures = sharedPath('fixtures/jpeg');
 
@@ -35,7 +35,7 @@ test('JPEG decoding matches libjpeg-turbo (PIL) byte for byte on the 20 fixtures
 });
 
 test('a corrupt JPEG names the file and the problem', () => {
-  const folder = mkdtempSync(join(tmpdir(), 'mcldef-jpeg-'));
+  const folder = temporaryFolder('mcldef-jpeg-');
   const path = join(folder, 'broken.jpg');
   writeFileSync(path, Buffer.from('not a jpeg at all'));
   assert.throws(() => decodeImageFiles([path], { channels: 3 }), /broken\.jpg: not a valid JPEG: Not a JPEG file/);
@@ -46,7 +46,7 @@ test('a corrupt JPEG names the file and the problem', () => {
 });
 
 test('PNG and PPM decode to C×H×W planes; mixed sizes need a resize size', () => {
-  const folder = mkdtempSync(join(tmpdir(), 'mcldef-img-'));
+  const folder = temporaryFolder('mcldef-img-');
   mkdirSync(join(folder, 'a'));
   mkdirSync(join(folder, 'b'));
   const png = new PNG({ width: 2, height: 1 });

@@ -1,16 +1,12 @@
 // Dataset readers (CIFAR binaries, IDX, image trees), the cache and its invalidation.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 
 import { data, tidy } from '../../src/index.js';
-
-function temporaryFolder(): string {
-  return mkdtempSync(join(tmpdir(), 'mcldef-data-'));
-}
+import { temporaryFolder } from '../helpers/tmp.js';
 
 function cifarRecord(label: number, fill: number, labelBytes = 1): Buffer {
   const record = Buffer.alloc(labelBytes + 3072, fill);
@@ -21,7 +17,7 @@ function cifarRecord(label: number, fill: number, labelBytes = 1): Buffer {
 }
 
 test('CIFAR-10 binary batches: labels, C×H×W pixels, class names, normalization', () => {
-  const root = temporaryFolder();
+  const root = temporaryFolder('mcldef-data-');
   for (let i = 1; i <= 5; i++)
     writeFileSync(join(root, `data_batch_${i}.bin`), Buffer.concat([cifarRecord(i, 10 * i), cifarRecord(9, 1)]));
   writeFileSync(join(root, 'test_batch.bin'), cifarRecord(3, 200));
@@ -48,7 +44,7 @@ test('CIFAR-10 binary batches: labels, C×H×W pixels, class names, normalizatio
 });
 
 test('CIFAR-100 binary: the fine label is the second byte', () => {
-  const root = temporaryFolder();
+  const root = temporaryFolder('mcldef-data-');
   writeFileSync(join(root, 'train.bin'), Buffer.concat([cifarRecord(77, 5, 2), cifarRecord(12, 5, 2)]));
   const split = data.loadDataset(`cifar100:${root}`, 'train', { cacheDir: null });
   assert.deepEqual([...split.labelArray], [77, 12]);
@@ -65,7 +61,7 @@ function idx(dims: number[], values: number[]): Buffer {
 }
 
 test('MNIST IDX files, gzipped or not; truncation and bad magic are named', () => {
-  const root = temporaryFolder();
+  const root = temporaryFolder('mcldef-data-');
   const pixels = Array.from({ length: 2 * 28 * 28 }, (_, i) => i % 256);
   writeFileSync(join(root, 'train-images-idx3-ubyte.gz'), gzipSync(idx([2, 28, 28], pixels)));
   writeFileSync(join(root, 'train-labels-idx1-ubyte'), idx([2], [4, 9]));
@@ -88,19 +84,19 @@ test('bad specs and folders give one clear error', () => {
     () => data.loadDataset('cifar10:/nonexistent/folder', 'train'),
     /dataset folder not found: \/nonexistent\/folder/,
   );
-  const empty = temporaryFolder();
+  const empty = temporaryFolder('mcldef-data-');
   assert.throws(
     () => data.loadDataset(`cifar10:${empty}`, 'train', { cacheDir: null }),
     /neither CIFAR-10 binary files nor an image tree/,
   );
-  const labels = temporaryFolder();
+  const labels = temporaryFolder('mcldef-data-');
   writeFileSync(join(labels, 'test_batch.bin'), cifarRecord(12, 0));
   assert.throws(() => data.loadDataset(`cifar10:${labels}`, 'test', { cacheDir: null }), /label 12, outside 0\.\.9/);
 });
 
 test('the cache is used on the second load and rebuilt when a source file changes', () => {
-  const root = temporaryFolder();
-  const cacheDir = temporaryFolder();
+  const root = temporaryFolder('mcldef-data-');
+  const cacheDir = temporaryFolder('mcldef-data-');
   writeFileSync(join(root, 'test_batch.bin'), cifarRecord(1, 50));
   const first = data.loadDataset(`cifar10:${root}`, 'test', { cacheDir });
   const cacheFiles = readdirSync(cacheDir);
@@ -119,7 +115,7 @@ test('the cache is used on the second load and rebuilt when a source file change
 });
 
 test('an image tree with a train/ and test/ split loads as imagefolder', () => {
-  const root = temporaryFolder();
+  const root = temporaryFolder('mcldef-data-');
   for (const split of ['train', 'test']) {
     for (const name of ['cat', 'dog']) {
       mkdirSync(join(root, split, name), { recursive: true });

@@ -3,8 +3,7 @@
 // and loadWeights reports mismatched keys.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 
@@ -20,8 +19,9 @@ import {
   saveWeights,
 } from '../../src/io/index.js';
 import { WideResNet } from '../../src/nn/models/wrn.js';
+import { temporaryFolder } from '../helpers/tmp.js';
 
-const folder = mkdtempSync(join(tmpdir(), 'mcldef-io-'));
+const folder = temporaryFolder('mcldef-io-');
 after(() => rmSync(folder, { recursive: true, force: true }));
 
 function bytesOf(value: Tensor): Buffer {

@@ -1,7 +1,6 @@
 // The training loop: a real (small) backdoor is learned; checkpoints resume exactly.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -10,6 +9,7 @@ import { createAttack } from '../../src/attacks/index.js';
 import { type CheckpointStore, type TrainConfig, trainModel } from '../../src/train/trainer.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
+import { temporaryFolder } from '../helpers/tmp.js';
 
 /** Keeps checkpoints in memory (clones), like a file store would. */
 class MemoryStore implements CheckpointStore {
@@ -58,7 +58,7 @@ test('poisoned training learns the task and the backdoor (BadNets square, 10 %)'
   const geometry = { channels: 3, height: 12, width: 12 };
   const attack = createAttack({ name: 'badnets-square', target: 0, poisonRate: 0.1, seed: 3, numClasses: 4, geometry });
   const model = new TinyNet();
-  const folder = mkdtempSync(join(tmpdir(), 'mcldef-train-'));
+  const folder = temporaryFolder('mcldef-train-');
   const result = trainModel({
     model,
     train,
