@@ -7,13 +7,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 
 import { setNumThreads } from '../engine/autograd.js';
+import type { Tensor } from '../engine/tensor.js';
 import { type Attack, type AttackMode, ATTACK_NAMES, createAttack } from '../attacks/index.js';
 import type { ImageSplit } from '../data/dataset.js';
 import { loadDataset } from '../data/load.js';
 import { loadWeights } from '../io/index.js';
+import { writeFileAtomic } from '../io/checkpoint.js';
 import { createModel, modelNames } from '../nn/models/index.js';
 import type { Classifier } from '../nn/models/classifier.js';
-import { writeFileAtomic } from '../train/trainer.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -143,7 +144,7 @@ export function buildAttack(
   flags: AttackFlags & CommonFlags,
   split: ImageSplit,
   arch: string,
-  cleanImages?: () => import('../engine/tensor.js').Tensor,
+  cleanImages?: () => Tensor,
 ): Attack | undefined {
   if (flags.attack === undefined) return undefined;
   const geometry = { channels: split.channels, height: split.height, width: split.width };
@@ -189,7 +190,7 @@ export function writeJson(target: string | undefined, value: unknown): void {
   if (target === undefined) return;
   const text = JSON.stringify(value, null, 2) + '\n';
   if (target === '-') process.stdout.write(text);
-  else writeFileAtomic(target, text);
+  else writeFileAtomic(target, [Buffer.from(text, 'utf8')]);
 }
 
 /** Human-readable lines go to stderr when --json - owns stdout. */

@@ -2,10 +2,11 @@
 // The file name comes from (kind, path, split, options); the header holds a signature
 // of the source files (paths, sizes, mtimes), and a mismatch rebuilds the cache.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
+import { writeFileAtomic } from '../io/checkpoint.js';
 import type { ImageSplitInit } from './dataset.js';
 
 const MAGIC = 'MCLDEFDS';
@@ -73,7 +74,7 @@ export function readCache(path: string, signature: string): ImageSplitInit | nul
   }
 }
 
-/** Writes the cache file atomically (temp file, then rename). */
+/** Writes the cache file atomically (temp file, flush, rename). */
 export function writeCache(path: string, signature: string, split: ImageSplitInit): void {
   mkdirSync(join(path, '..'), { recursive: true });
   const header: Header = {
@@ -91,19 +92,6 @@ export function writeCache(path: string, signature: string, split: ImageSplitIni
   const prefix = Buffer.alloc(12);
   prefix.write(MAGIC, 0, 'latin1');
   prefix.writeUInt32LE(headerBytes.length, 8);
-  const temporary = `${path}.${process.pid}.tmp`;
-  const fd = openSync(temporary, 'w');
-  try {
-    for (const chunk of [
-      prefix,
-      headerBytes,
-      split.pixels,
-      new Uint8Array(split.labels.buffer, split.labels.byteOffset, split.labels.byteLength),
-    ]) {
-      writeSync(fd, chunk);
-    }
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
+  const labels = new Uint8Array(split.labels.buffer, split.labels.byteOffset, split.labels.byteLength);
+  writeFileAtomic(path, [prefix, headerBytes, split.pixels, labels]);
 }

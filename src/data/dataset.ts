@@ -2,7 +2,7 @@
 // 0..255, as stored on disk) and int64 labels. Float conversion, triggers, augmentation
 // and normalization happen per batch, as tensor ops.
 import { tensor } from '../engine/creation.js';
-import { keep } from '../engine/scope.js';
+import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 
 export interface Normalization {
@@ -73,15 +73,14 @@ export class ImageSplit {
   /** A new split holding the images at `indices` (copies). */
   select(indices: Int32Array | readonly number[], source = `${this.source} subset`): ImageSplit {
     const index = Int32Array.from(indices);
-    const pixelsPerImage = this.channels * this.height * this.width;
-    const all = this.images.toTypedArray() as Uint8Array;
-    const pixels = new Uint8Array(index.length * pixelsPerImage);
-    const labels = new Int32Array(index.length);
-    index.forEach((from, to) => {
+    for (const from of index) {
       if (!(from >= 0 && from < this.count)) throw new RangeError(`select: index ${from} outside 0..${this.count - 1}`);
-      pixels.set(all.subarray(from * pixelsPerImage, (from + 1) * pixelsPerImage), to * pixelsPerImage);
-      labels[to] = this.labelArray[from]!;
-    });
+    }
+    // Gather in libtorch so that only the chosen images are copied out, not the whole split.
+    const pixels = tidy(
+      () => this.images.indexSelect(0, tensor(index, { dtype: 'int64' })).toTypedArray() as Uint8Array,
+    );
+    const labels = Int32Array.from(index, (from) => this.labelArray[from]!);
     return new ImageSplit({ ...this, pixels, labels, source });
   }
 

@@ -6,7 +6,7 @@ import type { Device, Tensor } from '../engine/tensor.js';
 import { type AugmentOptions, augmentBatch } from './augment.js';
 import type { ImageSplit } from './dataset.js';
 import { normalize, toUnitRange } from './normalization.js';
-import { permutation, seededRandom } from './rng.js';
+import { epochStream, seededRandom } from './rng.js';
 
 export interface LoaderOptions {
   batchSize: number;
@@ -53,12 +53,10 @@ export class DataLoader implements Iterable<Batch> {
   /** The batches of epoch `epoch` (deterministic for a given seed). */
   *epoch(epoch: number): Generator<Batch> {
     const { batchSize, seed = 0 } = this.options;
-    const streamSeed = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + epoch * 0x27d4eb2f) >>> 0;
+    const stream = epochStream(this.split.count, seed, epoch);
     const order =
-      this.options.shuffle === true
-        ? permutation(this.split.count, streamSeed)
-        : Int32Array.from({ length: this.split.count }, (_, i) => i);
-    const random = seededRandom(streamSeed ^ 0x5bd1e995);
+      this.options.shuffle === true ? stream.order : Int32Array.from({ length: this.split.count }, (_, i) => i);
+    const random = stream.random;
     for (let start = 0; start < order.length; start += batchSize) {
       const indices = order.subarray(start, Math.min(start + batchSize, order.length));
       if (indices.length < batchSize && this.options.dropLast === true) break;

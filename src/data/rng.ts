@@ -24,6 +24,15 @@ export function shuffleInPlace<T extends { length: number; [i: number]: number }
   return values;
 }
 
+/**
+ * The randomness of one epoch: a permutation of 0..n-1 and a float stream (for
+ * augmentation), both derived from (seed, epoch) alone so a resumed run repeats them.
+ */
+export function epochStream(count: number, seed: number, epoch: number): { order: Int32Array; random: () => number } {
+  const stream = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + epoch * 0x27d4eb2f) >>> 0;
+  return { order: permutation(count, stream), random: seededRandom(stream ^ 0x5bd1e995) };
+}
+
 /** A seeded permutation of 0..n-1. */
 export function permutation(n: number, seed: number): Int32Array {
   return shuffleInPlace(

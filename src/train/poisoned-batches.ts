@@ -8,7 +8,7 @@ import type { Attack } from '../attacks/attack.js';
 import { type AugmentOptions, augmentBatch } from '../data/augment.js';
 import type { ImageSplit } from '../data/dataset.js';
 import { normalize, toUnitRange } from '../data/normalization.js';
-import { permutation, seededRandom } from '../data/rng.js';
+import { epochStream } from '../data/rng.js';
 
 export interface PoisonPlan {
   /** Training labels after poisoning. */
@@ -54,9 +54,7 @@ export class PoisonedBatches {
 
   /** Epoch `epoch`'s batches of normalized images and (poisoned) labels; dispose each. */
   *epoch(epoch: number): Generator<{ images: Tensor; labels: Tensor; size: number }> {
-    const seed = (Math.imul(this.options.seed ^ 0x9e3779b9, 0x85ebca6b) + epoch * 0x27d4eb2f) >>> 0;
-    const order = permutation(this.split.count, seed);
-    const random = seededRandom(seed ^ 0x5bd1e995);
+    const { order, random } = epochStream(this.split.count, this.options.seed, epoch);
     for (let start = 0; start < order.length; start += this.options.batchSize) {
       const indices = order.subarray(start, Math.min(start + this.options.batchSize, order.length));
       yield { ...this.batch(indices, random), size: indices.length };

@@ -1,7 +1,7 @@
 // The training loop: SGD or Adam, LR schedules, weight decay, augmentation, optional
 // poisoning, per-epoch evaluation, a checkpoint after every epoch (resumed when the same
 // run starts again), per-epoch metrics as JSON lines, and a progress callback.
-import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 
 import * as F from '../engine/functional.js';
@@ -274,11 +274,4 @@ function saveCheckpoint(
   } finally {
     dispose([...tensors.values()]);
   }
-}
-
-/** Writes `data` to `path` through a temporary file and a rename. */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, data);
-  renameSync(temporary, path);
 }

@@ -12,7 +12,7 @@ import { type Metrics, defenseEffectivenessRating, evaluate } from '../../eval/m
 import { saveWeights } from '../../io/index.js';
 import { reportHtml } from '../../report/html.js';
 import { triggerPng } from '../../report/trigger-image.js';
-import { writeFileAtomic } from '../../train/trainer.js';
+import { writeFileAtomic } from '../../io/checkpoint.js';
 import {
   type AttackFlags,
   type CommonFlags,
@@ -336,9 +336,9 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     (flags.out === undefined ? 'mcldef-report' : `${flags.out.replace(/\.(safetensors|pth|pt|pth\.tar)$/, '')}-report`);
   mkdirSync(reportDir, { recursive: true });
   const png = triggerPng(trigger);
-  writeFileAtomic(join(reportDir, 'trigger.png'), png);
-  writeFileAtomic(join(reportDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-  writeFileAtomic(join(reportDir, 'report.html'), await reportHtml(report, png));
+  writeFileAtomic(join(reportDir, 'trigger.png'), [png]);
+  writeFileAtomic(join(reportDir, 'report.json'), [Buffer.from(JSON.stringify(report, null, 2) + '\n')]);
+  writeFileAtomic(join(reportDir, 'report.html'), [Buffer.from(await reportHtml(report, png))]);
   say(flags, `report: ${join(reportDir, 'report.html')}`);
   writeJson(flags.json, report);
   monitorSet?.dispose();
