@@ -6,7 +6,8 @@ import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 
-import { setNumThreads } from '../engine/autograd.js';
+import { manualSeed, setNumThreads } from '../engine/autograd.js';
+import { tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { type Attack, type AttackMode, ATTACK_NAMES, createAttack } from '../attacks/index.js';
 import type { ImageSplit } from '../data/dataset.js';
@@ -125,8 +126,10 @@ export interface AttackFlags {
   attackSeed?: number;
 }
 
+/** Thread count, and libtorch's generator seeded by --seed so that every run repeats. */
 export function applyCommon(flags: CommonFlags): void {
   setNumThreads(flags.threads);
+  manualSeed(flags.seed);
 }
 
 export function loadSplit(spec: string, split: 'train' | 'test', flags: CommonFlags): ImageSplit {
@@ -139,25 +142,37 @@ export function buildModel(arch: string, split: ImageSplit, weights?: string): C
   return model;
 }
 
-/** The attack named by the flags (undefined when none), checked against the data. */
+/**
+ * The images a trojan watermark is generated on: the first 256 test images. train, eval
+ * and defend all use these, so `--trojan-model` regenerates the very watermark the model
+ * was trained with (the generation has no randomness).
+ */
+function trojanImages(test: ImageSplit): Tensor {
+  return tidy(() => test.images.narrow(0, 0, Math.min(256, test.count)).to('float32').div(255));
+}
+
+/**
+ * The attack named by the flags (undefined when none), checked against the data.
+ * `test` is the test split, used to generate a trojan watermark with --trojan-model.
+ */
 export function buildAttack(
   flags: AttackFlags & CommonFlags,
   split: ImageSplit,
   arch: string,
-  cleanImages?: () => Tensor,
+  test: ImageSplit = split,
 ): Attack | undefined {
   if (flags.attack === undefined) return undefined;
   const geometry = { channels: split.channels, height: split.height, width: split.width };
   let trojanSource;
   if (flags.attack === 'trojan' && flags.trojanWatermark === undefined) {
-    if (flags.trojanModel === undefined || cleanImages === undefined) {
+    if (flags.trojanModel === undefined) {
       throw new UsageError(
         'trojan needs --trojan-watermark FILE, or --trojan-model FILE (clean weights) to generate one',
       );
     }
     trojanSource = {
       model: buildModel(arch, split, flags.trojanModel),
-      images: cleanImages(),
+      images: trojanImages(test),
       normalization: split.normalization,
     };
   }

@@ -153,6 +153,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     batchSize: 64,
     temperature: 0.5,
     cleanWeight: 0,
+    stampedWeight: 0,
     monitor: 1000,
     out: join(flags.outDir, 'purified.safetensors'),
     reportDir: join(flags.outDir, 'report'),

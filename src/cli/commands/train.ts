@@ -5,7 +5,6 @@ import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
 
 import { manualSeed } from '../../engine/autograd.js';
-import { tidy } from '../../engine/scope.js';
 import { evaluate } from '../../eval/metrics.js';
 import { saveWeights, safetensorsStore } from '../../io/index.js';
 import { type ScheduleName, trainModel } from '../../train/trainer.js';
@@ -83,9 +82,7 @@ function train(flags: TrainFlags): void {
   const testSplit = loadSplit(flags.data, 'test', flags);
   manualSeed(flags.seed);
   const model = buildModel(flags.arch, trainSplit, flags.weights);
-  const attack = buildAttack(flags, trainSplit, flags.arch, () =>
-    tidy(() => testSplit.images.narrow(0, 0, Math.min(256, testSplit.count)).to('float32').div(255)),
-  );
+  const attack = buildAttack(flags, trainSplit, flags.arch, testSplit);
   const checkpoint = flags.checkpoint ?? `${flags.out}.ckpt.safetensors`;
   const metrics = flags.metrics ?? `${flags.out}.metrics.jsonl`;
   say(
