@@ -11,9 +11,9 @@ import { temporaryFolder } from '../helpers/tmp.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 
-function mcldef(args: string[]): { status: number | null; stdout: string; stderr: string } {
+function mcldef(args: string[]): { status: number | null; stdout: string; stderr: string; args: string[] } {
   const result = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8' });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, args };
 }
 
 function tinyImageFolder(): string {
@@ -88,16 +88,29 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     ...common,
   ]);
   assert.equal(defended.status, 0, defended.stderr);
-  const report = JSON.parse(defended.stdout) as Record<string, unknown> & {
+  type Report = Record<string, unknown> & {
     before: { ba: number };
-    epochs: { ba: number | null }[];
-    seconds: { total: number };
+    after: { ba: number; asr: number };
+    epochs: { ba: number | null; loss: number }[];
+    seconds: Record<string, number>;
   };
+  const report = JSON.parse(defended.stdout) as Report;
   for (const key of ['method', 'target', 'detected_target', 'before', 'after', 'der', 'seconds', 'epochs'])
     assert.ok(key in report, `JSON has ${key}`);
   assert.equal(report.target, 1);
   assert.equal(report.detected_target, null);
   assert.equal(report.epochs.length, 2);
+  for (const key of ['inversion', 'purification', 'evaluation', 'load', 'total'])
+    assert.ok(report.seconds[key]! >= 0, `seconds.${key}`);
+  // --seed seeds everything (the inversion's start, purification): the same command repeats.
+  const again = mcldef(defended.args);
+  assert.equal(again.status, 0, again.stderr);
+  const repeated = JSON.parse(again.stdout) as Report;
+  assert.deepEqual(repeated.after, report.after);
+  assert.deepEqual(
+    repeated.epochs.map((e) => e.loss),
+    report.epochs.map((e) => e.loss),
+  );
   assert.equal(typeof report.epochs[0]!.ba, 'number');
   assert.ok(existsSync(out));
   const reportDir = join(folder, 'purified-report');
@@ -127,4 +140,15 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     detected_target: number | null;
   };
   assert.equal(scan.classes.length, 3);
+  // --detect: --target names the attack (for ASR) but the defense must find it itself.
+  const blind = mcldef([
+    ...defended.args.map((a) => (a === out ? join(folder, 'blind.safetensors') : a)),
+    '--detect',
+    '--scan-passes',
+    '2',
+  ]);
+  assert.equal(blind.status, 0, blind.stderr);
+  const blindReport = JSON.parse(blind.stdout) as { detected_target: number | null; before: { asr: number } };
+  assert.equal(typeof blindReport.before.asr, 'number');
+  assert.ok('detected_target' in blindReport);
 });

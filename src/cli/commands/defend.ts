@@ -50,6 +50,7 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   stampedWeight: number;
   monitor: number;
   reportDir?: string;
+  detect?: boolean;
   targetGiven: boolean;
 }
 
@@ -149,6 +150,12 @@ export function defendCommand(): Command {
         .default(1000)
         .argParser(integer('--monitor', 0)),
     )
+    .addOption(
+      new Option(
+        '--detect',
+        "find the target by detection even though --target is given (--target then only names the attack's target for ASR)",
+      ),
+    )
     .addOption(new Option('--out <file>', 'purified weights (.safetensors or .pth)'))
     .addOption(
       new Option(
@@ -158,7 +165,7 @@ export function defendCommand(): Command {
     );
   addCommonOptions(command);
   return command.action((flags: DefendFlags, cmd: Command) => {
-    flags.targetGiven = cmd.getOptionValueSource('target') === 'cli';
+    flags.targetGiven = cmd.getOptionValueSource('target') === 'cli' && flags.detect !== true;
     return runAction(() => runDefend(flags));
   });
 }

@@ -1,0 +1,166 @@
+// `npm run bench:mcldef -- --suite NAME`: the MCLDef measurements of issue #5, each an
+// exact `mcldef defend` or `mcldef detect` command whose JSON lands in $MCLDEF_RESULTS
+// (default ~/mcldef-results). Finished runs are skipped, so the suite can be re-run; the
+// tables are printed from the JSON files at the end.
+//   reference: the authors' model, target 5 given, defaults and --preset published, seeds 0–2
+//   detect:    detection on the authors' model and on the clean model of bench:attacks
+//   attacks:   every backdoored model of bench:attacks (bench/attacks.config.json), target not given
+// Options: --suite NAME[,NAME...] (default all three), --only RUN[,RUN...]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+interface AttacksConfig {
+  common: string[];
+  runs: { name: string; args: string[] }[];
+}
+
+interface Run {
+  suite: string;
+  name: string;
+  command: 'defend' | 'detect';
+  args: string[];
+}
+
+interface Metrics {
+  ba: number;
+  asr: number | null;
+}
+
+interface DefendReport {
+  target: number | null;
+  detected_target: number | null;
+  before: Metrics;
+  after: Metrics;
+  der: number | null;
+  seconds: Record<string, number>;
+  trigger?: { size: number; passes: number };
+}
+
+interface DetectReport {
+  detected_target: number | null;
+  classes: { label: number; size: number; anomalyIndex: number }[];
+  seconds: number;
+}
+
+const repo = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+const { values } = parseArgs({
+  options: { suite: { type: 'string', default: 'reference,detect,attacks' }, only: { type: 'string' } },
+});
+const suites = values.suite.split(',');
+const only = values.only?.split(',');
+const models = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
+const results = process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results');
+mkdirSync(results, { recursive: true });
+
+const shared = join(repo, '..', 'shared');
+const data = `cifar10:${join(shared, 'data/cifar10-jpeg')}`;
+const reference = join(shared, 'models/mcl-reference/WRN-16-1-badnet.pth.tar');
+const attacks = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as AttacksConfig;
+const substitute = (arg: string): string => arg.replaceAll('{models}', models).replaceAll('{repo}', repo);
+
+const runs: Run[] = [];
+for (const preset of ['default', 'published']) {
+  for (const seed of [0, 1, 2]) {
+    runs.push({
+      suite: 'reference',
+      name: `reference-${preset}-s${seed}`,
+      command: 'defend',
+      args: [
+        '--weights',
+        reference,
+        '--attack',
+        'badnets-grid',
+        '--target',
+        '5',
+        '--preset',
+        preset,
+        '--seed',
+        `${seed}`,
+      ],
+    });
+  }
+}
+runs.push({ suite: 'detect', name: 'detect-reference', command: 'detect', args: ['--weights', reference] });
+runs.push({
+  suite: 'detect',
+  name: 'detect-clean',
+  command: 'detect',
+  args: ['--weights', join(models, 'clean.safetensors')],
+});
+for (const attack of attacks.runs) {
+  if (attack.name === 'clean') continue;
+  runs.push({
+    suite: 'attacks',
+    name: `attack-${attack.name}`,
+    command: 'defend',
+    args: ['--weights', join(models, `${attack.name}.safetensors`), ...attack.args.map(substitute), '--detect'],
+  });
+}
+
+for (const run of runs) {
+  if (!suites.includes(run.suite) || (only !== undefined && !only.includes(run.name))) continue;
+  const json = join(results, `${run.name}.json`);
+  if (existsSync(json)) {
+    console.log(`${run.name}: done (${json})`);
+    continue;
+  }
+  const args = [
+    run.command,
+    '--arch',
+    'wrn-16-1',
+    '--data',
+    data,
+    ...run.args,
+    '--json',
+    json,
+    ...(run.command === 'defend' ? ['--report-dir', join(results, `${run.name}-report`)] : []),
+  ];
+  console.log(`${run.name}: mcldef ${args.join(' ')}`);
+  const result = spawnSync(process.execPath, ['--import', 'tsx', join(repo, 'src/cli/main.ts'), ...args], {
+    stdio: 'inherit',
+    cwd: repo,
+  });
+  if (result.status !== 0) console.error(`${run.name}: failed (exit ${result.status})`);
+}
+
+const read = <T>(name: string): T | undefined => {
+  const path = join(results, `${name}.json`);
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : undefined;
+};
+const fmt = (x: number | null | undefined, digits = 2): string =>
+  x === null || x === undefined ? '-' : x.toFixed(digits);
+
+const defendTable = (suite: string): void => {
+  console.log(
+    `\n| run | target (detected) | BA before | BA after | ASR before | ASR after | DER | trigger size (passes) | s load | s eval | s detect | s inversion | s purify (monitor) | s total |`,
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const run of runs.filter((r) => r.suite === suite)) {
+    const r = read<DefendReport>(run.name);
+    if (r === undefined) continue;
+    const s = r.seconds;
+    console.log(
+      `| ${run.name} | ${r.target} (${r.detected_target ?? '-'}) | ${fmt(r.before.ba)} | ${fmt(r.after.ba)} | ${fmt(r.before.asr)} | ${fmt(r.after.asr)} | ${fmt(r.der, 4)} | ${r.trigger === undefined ? '-' : `${r.trigger.size} (${r.trigger.passes})`} | ${fmt(s.load, 0)} | ${fmt(s.evaluation, 0)} | ${fmt(s.detection, 0)} | ${fmt(s.inversion, 0)} | ${fmt(s.purification, 0)} (${fmt(s.purification_monitor, 0)}) | ${fmt(s.total, 0)} |`,
+    );
+  }
+};
+
+if (suites.includes('reference')) defendTable('reference');
+if (suites.includes('detect')) {
+  for (const run of runs.filter((r) => r.suite === 'detect')) {
+    const r = read<DetectReport>(run.name);
+    if (r === undefined) continue;
+    console.log(
+      `\n${run.name}: ${r.detected_target === null ? 'no backdoor found' : `target ${r.detected_target}`} (${r.seconds.toFixed(0)} s)`,
+    );
+    console.log(`| class | ${r.classes.map((c) => c.label).join(' | ')} |`);
+    console.log(`|---|${r.classes.map(() => '---').join('|')}|`);
+    console.log(`| trigger size | ${r.classes.map((c) => c.size.toFixed(0)).join(' | ')} |`);
+    console.log(`| anomaly index | ${r.classes.map((c) => c.anomalyIndex.toFixed(2)).join(' | ')} |`);
+  }
+}
+if (suites.includes('attacks')) defendTable('attacks');
