@@ -146,8 +146,11 @@ export function defendCommand(): Command {
         .argParser(number('--stamped-weight', 0)),
     )
     .addOption(
-      new Option('--monitor <n>', 'test images for per-epoch BA/ASR (with --attack; 0 = none)')
-        .default(1000)
+      new Option(
+        '--monitor <n>',
+        "test images for the report's per-epoch BA/ASR chart (with --attack; 0 = none); not part of the defense",
+      )
+        .default(500)
         .argParser(integer('--monitor', 0)),
     )
     .addOption(
