@@ -7,7 +7,13 @@ import { Command, Option } from 'commander';
 
 import { subset } from '../../data/subset.js';
 import { parseDataSpec } from '../../data/load.js';
-import { type DetectionResult, detectBackdoor, invertTrigger, purify } from '../../defenses/mcldef/index.js';
+import {
+  DEFAULT_SCAN_PASSES,
+  type DetectionResult,
+  detectBackdoor,
+  invertTrigger,
+  purify,
+} from '../../defenses/mcldef/index.js';
 import { type Metrics, defenseEffectivenessRating, evaluate } from '../../eval/metrics.js';
 import { saveWeights } from '../../io/index.js';
 import { reportHtml } from '../../report/html.js';
@@ -90,8 +96,8 @@ function addDefenseOptions(command: Command): Command {
       new Option('--passes <n>', 'inversion passes over the clean data').default(100).argParser(integer('--passes', 1)),
     )
     .addOption(
-      new Option('--scan-passes <n>', 'detection: inversion passes per class')
-        .default(10)
+      new Option('--scan-passes <n>', 'detection: inversion passes per class over 500 clean images')
+        .default(DEFAULT_SCAN_PASSES)
         .argParser(integer('--scan-passes', 1)),
     )
     .addOption(

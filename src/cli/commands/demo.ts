@@ -25,6 +25,7 @@ import {
   runAction,
   say,
 } from '../common.js';
+import { DEFAULT_SCAN_PASSES } from '../../defenses/mcldef/index.js';
 import { runDefend } from './defend.js';
 
 interface DemoFlags extends CommonFlags {
@@ -148,7 +149,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     preset: 'default',
     inversion: 'pattern',
     passes: 100,
-    scanPasses: 10,
+    scanPasses: DEFAULT_SCAN_PASSES,
     epochs: 20,
     batchSize: 64,
     temperature: 0.5,
