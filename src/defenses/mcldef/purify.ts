@@ -204,5 +204,11 @@ export function purify(
     negative.dispose();
     model.eval();
   }
-  return { epochs: records, seconds: (performance.now() - started) / 1000, featureSeconds, monitorSeconds, stoppedEarly };
+  return {
+    epochs: records,
+    seconds: (performance.now() - started) / 1000,
+    featureSeconds,
+    monitorSeconds,
+    stoppedEarly,
+  };
 }
