@@ -42,7 +42,7 @@ function forwardMacs(model: WideResNet): number {
   Conv2d.prototype.forward = function (this: Conv2d, input: Tensor): Tensor {
     const out = conv.call(this, input);
     const [, , kh, kw] = this.weight.shape as [number, number, number, number];
-    macs += (out.shape[1]! * out.shape[2]! * out.shape[3]! * (this.inChannels / this.options.groups) * kh * kw) | 0;
+    macs += out.shape[1]! * out.shape[2]! * out.shape[3]! * (this.inChannels / this.options.groups) * kh * kw;
     return out;
   };
   Linear.prototype.forward = function (this: Linear, input: Tensor): Tensor {

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { setNumThreads, tensor, tidy } from '../../src/index.js';
+import { F, noGrad, setNumThreads, tensor, tidy } from '../../src/index.js';
+import { normalize, toUnitRange } from '../../src/data/normalization.js';
 import { createAttack } from '../../src/attacks/index.js';
 import {
   BestPattern,
@@ -18,6 +19,7 @@ import {
   prunePattern,
   purify,
   sizeSurrogate,
+  stampAdditive,
 } from '../../src/defenses/mcldef/index.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { subset } from '../../src/data/subset.js';
@@ -171,4 +173,51 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   assert.ok(afterPublished.asr < 20, `ASR after ${afterPublished.asr}`);
   assert.ok(afterPublished.ba >= 50, `BA after ${afterPublished.ba} (chance is 25)`);
   for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
+});
+
+test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(stamped, true labels)', () => {
+  setNumThreads(1);
+  const clean = quadrantSplit(48, 21);
+  const model = new TinyNet();
+  const delta = tidy(() => tensor([0.4]).expand([3, 12, 12]).clone());
+  const trigger = { apply: (images: import('../../src/index.js').Tensor) => stampAdditive(images, delta) };
+  const [cleanWeight, stampedWeight] = [0.25, 0.5];
+  // By hand, on a copy (train-mode passes move the batch-norm running statistics): the frozen
+  // features in eval mode, then the anchor and both cross-entropies in train mode.
+  const copy = new TinyNet();
+  copy.loadStateDict(model.stateDict());
+  const expected = noGrad(() =>
+    tidy(() => {
+      const images = toUnitRange(clean.images);
+      const clean01 = normalize(images, clean.normalization);
+      const stamped = normalize(trigger.apply(images), clean.normalization);
+      copy.eval();
+      const positive = copy.features(clean01);
+      const negative = copy.features(stamped);
+      copy.train();
+      const anchor = copy.features(stamped);
+      return contrastiveLoss(anchor, positive, negative, 0.5)
+        .add(F.crossEntropy(copy.forward(clean01), clean.labels).mul(cleanWeight))
+        .add(F.crossEntropy(copy.classify(anchor), clean.labels).mul(stampedWeight))
+        .item();
+    }),
+  );
+  // lr 0 and no weight decay: one full batch at the starting weights.
+  const result = purify(model, clean, trigger, {
+    epochs: 1,
+    batchSize: clean.count,
+    lrSchedule: () => 0,
+    weightDecay: 0,
+    cleanWeight,
+    stampedWeight,
+  });
+  close(result.epochs[0]!.loss, expected, 1e-5);
+  const alone = purify(model, clean, trigger, {
+    epochs: 1,
+    batchSize: clean.count,
+    lrSchedule: () => 0,
+    weightDecay: 0,
+  });
+  assert.ok(expected - alone.epochs[0]!.loss > 0.1, 'the optional terms add to the published loss');
+  for (const item of [delta, model, copy, clean]) item.dispose();
 });

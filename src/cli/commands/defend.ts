@@ -82,7 +82,7 @@ function addDefenseOptions(command: Command): Command {
     .addOption(
       new Option(
         '--preset <name>',
-        "published: the authors' configuration exactly; default: the same, except that the inversion stops after 30 passes without a better pattern (--inversion-patience)",
+        `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern (--inversion-patience)`,
       )
         .choices(['published', 'default'])
         .default('default'),

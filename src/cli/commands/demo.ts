@@ -6,7 +6,6 @@ import { join } from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { manualSeed } from '../../engine/autograd.js';
 import { createAttack } from '../../attacks/index.js';
 import { DEBIAN_FASHION_MNIST } from '../../data/load.js';
 import { subset } from '../../data/subset.js';
@@ -83,7 +82,6 @@ async function demo(flags: DemoFlags): Promise<void> {
     flags,
     `1. The attacker trains a small CNN on ${train.count} ${train.source.split(':')[0]} images, 10 % of them stamped with a 3×3 BadNets patch and relabelled "${train.classNames[flags.target]}" (class ${flags.target}).`,
   );
-  manualSeed(flags.seed);
   const model = createModel('cnn-small', { numClasses: train.numClasses, inChannels: train.channels });
   const geometry = { channels: train.channels, height: train.height, width: train.width };
   const attack = createAttack({

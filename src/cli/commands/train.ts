@@ -4,7 +4,6 @@ import { dirname } from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { manualSeed } from '../../engine/autograd.js';
 import { evaluate } from '../../eval/metrics.js';
 import { saveWeights, safetensorsStore } from '../../io/index.js';
 import { type ScheduleName, trainModel } from '../../train/trainer.js';
@@ -80,7 +79,6 @@ function train(flags: TrainFlags): void {
     mkdirSync(dirname(flags.out), { recursive: true });
   const trainSplit = loadSplit(flags.data, 'train', flags);
   const testSplit = loadSplit(flags.data, 'test', flags);
-  manualSeed(flags.seed);
   const model = buildModel(flags.arch, trainSplit, flags.weights);
   const attack = buildAttack(flags, trainSplit, flags.arch, testSplit);
   const checkpoint = flags.checkpoint ?? `${flags.out}.ckpt.safetensors`;
