@@ -2,6 +2,7 @@
 import { empty, ones, scalar, zeros } from '../engine/creation.js';
 import * as F from '../engine/functional.js';
 import { noGrad } from '../engine/autograd.js';
+import { tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { defaultLayerInit_ } from './init.js';
 import { Module } from './module.js';
@@ -120,7 +121,8 @@ export class BatchNorm2d extends Module {
   readonly runningVar: Tensor | null;
   readonly numBatchesTracked: Tensor | null;
   readonly eps: number;
-  readonly momentum: number | null;
+  /** Mutable, as in PyTorch: `recalibrateBatchNorm` switches it to a cumulative average. */
+  momentum: number | null;
 
   constructor(
     readonly numFeatures: number,
@@ -299,5 +301,38 @@ export class Sequential extends ModuleList {
       current = next;
     }
     return current;
+  }
+}
+
+/**
+ * Re-estimates every BatchNorm2d's running statistics from `batches` (already normalized
+ * model inputs, each disposed here once used): the statistics are reset, then averaged over all batches with equal weight
+ * (PyTorch's momentum=None), without gradients and without changing any parameter.
+ */
+export function recalibrateBatchNorm(model: Module, batches: Iterable<Tensor>): void {
+  const norms = [...model.namedModules()].map(([, m]) => m).filter((m): m is BatchNorm2d => m instanceof BatchNorm2d);
+  const tracked = norms.filter((m) => m.runningMean !== null);
+  if (tracked.length === 0) return;
+  const wasTraining = model.training;
+  const momenta = tracked.map((m) => m.momentum);
+  noGrad(() => {
+    for (const m of tracked) {
+      m.runningMean!.zero_();
+      m.runningVar!.fill_(1);
+      m.numBatchesTracked!.zero_();
+      m.momentum = null;
+    }
+  });
+  model.train();
+  try {
+    noGrad(() => {
+      for (const batch of batches) {
+        tidy(() => model.forward(batch));
+        batch.dispose();
+      }
+    });
+  } finally {
+    tracked.forEach((m, i) => (m.momentum = momenta[i]!));
+    model.train(wasTraining);
   }
 }

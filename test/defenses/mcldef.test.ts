@@ -175,13 +175,13 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
 });
 
-test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(stamped, true labels)', () => {
+test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(stamped, true labels) + λf·(1 − cos(f(clean), f₀(clean)))', () => {
   setNumThreads(1);
   const clean = quadrantSplit(48, 21);
   const model = new TinyNet();
   const delta = tidy(() => tensor([0.4]).expand([3, 12, 12]).clone());
   const trigger = { apply: (images: import('../../src/index.js').Tensor) => stampAdditive(images, delta) };
-  const [cleanWeight, stampedWeight] = [0.25, 0.5];
+  const [cleanWeight, stampedWeight, cleanFeatureWeight] = [0.25, 0.5, 2];
   // By hand, on a copy (train-mode passes move the batch-norm running statistics): the frozen
   // features in eval mode, then the anchor and both cross-entropies in train mode.
   const copy = new TinyNet();
@@ -199,6 +199,7 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
       return contrastiveLoss(anchor, positive, negative, 0.5)
         .add(F.crossEntropy(copy.forward(clean01), clean.labels).mul(cleanWeight))
         .add(F.crossEntropy(copy.classify(anchor), clean.labels).mul(stampedWeight))
+        .add(F.cosineSimilarity(copy.features(clean01), positive, 1).mean().neg().add(1).mul(cleanFeatureWeight))
         .item();
     }),
   );
@@ -210,6 +211,7 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
     weightDecay: 0,
     cleanWeight,
     stampedWeight,
+    cleanFeatureWeight,
   });
   close(result.epochs[0]!.loss, expected, 1e-5);
   const alone = purify(model, clean, trigger, {

@@ -167,3 +167,29 @@ test('a frozen module (requiresGrad_(false)) gives no parameter gradients', () =
   linear.dispose();
   x.dispose();
 });
+
+test('recalibrateBatchNorm: running statistics become the equal-weight average of the batches', () => {
+  const bn = new nn.BatchNorm2d(2);
+  // Stale statistics and a momentum that recalibration must restore afterwards.
+  tidy(() => {
+    bn.runningMean!.fill_(9);
+    bn.runningVar!.fill_(9);
+  });
+  const weightBefore = bn.weight!.toArray();
+  // Channel 0: batch means 1 and 3 (variance 0 within each); channel 1: values ±1 and ±2.
+  const first = tensor([1, 1, -1, 1, 1, 1, -1, 1], { shape: [2, 2, 1, 2] });
+  const second = tensor([3, 3, -2, 2, 3, 3, -2, 2], { shape: [2, 2, 1, 2] });
+  bn.eval();
+  nn.recalibrateBatchNorm(bn, [first, second]);
+  assert.equal(first.isDisposed, true, 'each batch is disposed once used');
+  const mean = bn.runningMean!.toArray() as number[];
+  const variance = bn.runningVar!.toArray() as number[];
+  assert.ok(Math.abs(mean[0]! - 2) < 1e-6 && Math.abs(mean[1]!) < 1e-6, `mean ${mean}`);
+  // Unbiased batch variances (n = 4): channel 0: 0 and 0; channel 1: 4/3 and 16/3 → 10/3.
+  assert.ok(Math.abs(variance[0]!) < 1e-6 && Math.abs(variance[1]! - 10 / 3) < 1e-5, `var ${variance}`);
+  assert.equal(bn.numBatchesTracked!.item(), 2);
+  assert.equal(bn.momentum, 0.1, 'momentum restored');
+  assert.equal(bn.training, false, 'mode restored');
+  assert.deepEqual(bn.weight!.toArray(), weightBefore, 'parameters unchanged');
+  bn.dispose();
+});

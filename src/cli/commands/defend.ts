@@ -54,6 +54,8 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   temperature: number;
   cleanWeight: number;
   stampedWeight: number;
+  cleanFeatureWeight: number;
+  recalibrateBn?: boolean;
   monitor: number;
   reportDir?: string;
   detect?: boolean;
@@ -150,6 +152,20 @@ export function defendCommand(): Command {
       )
         .default(0)
         .argParser(number('--stamped-weight', 0)),
+    )
+    .addOption(
+      new Option(
+        '--clean-feature-weight <λ>',
+        "weight of an optional term keeping the clean images' features at the frozen model's (0 = the published loss)",
+      )
+        .default(0)
+        .argParser(number('--clean-feature-weight', 0)),
+    )
+    .addOption(
+      new Option(
+        '--recalibrate-bn',
+        'after purification, re-estimate the batch-norm statistics on the clean images (the published loss leaves those of the stamped images)',
+      ),
     )
     .addOption(
       new Option(
@@ -323,6 +339,8 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     temperature: flags.temperature,
     cleanWeight: flags.cleanWeight,
     stampedWeight: flags.stampedWeight,
+    cleanFeatureWeight: flags.cleanFeatureWeight,
+    recalibrateBatchNorm: flags.recalibrateBn === true,
     lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
     seed: flags.seed,
     ...(monitorSet === undefined

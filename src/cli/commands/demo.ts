@@ -153,6 +153,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     temperature: 0.5,
     cleanWeight: 0,
     stampedWeight: 0,
+    cleanFeatureWeight: 0,
     monitor: 500,
     out: join(flags.outDir, 'purified.safetensors'),
     reportDir: join(flags.outDir, 'report'),

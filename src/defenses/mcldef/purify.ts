@@ -17,6 +17,7 @@ import type { Tensor } from '../../engine/tensor.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { normalize, toUnitRange } from '../../data/normalization.js';
 import { permutation } from '../../data/rng.js';
+import { recalibrateBatchNorm } from '../../nn/layers.js';
 import type { Classifier } from '../../nn/models/classifier.js';
 
 export type LrScheduleName = 'cifar' | 'gtsrb';
@@ -43,6 +44,17 @@ export interface PurifyOptions {
    * extra pass over the data.
    */
   stampedWeight?: number;
+  /**
+   * Weight of an optional term that keeps the model's features of the clean images close to
+   * the frozen model's (1 − cos(f(x), f₀(x))); one extra forward and backward pass per batch.
+   */
+  cleanFeatureWeight?: number;
+  /**
+   * After training, re-estimate the BatchNorm running statistics on the clean images. The
+   * published loss updates them on stamped images only (the anchor), which the model
+   * never sees at test time; one extra forward pass over the clean data.
+   */
+  recalibrateBatchNorm?: boolean;
   /** Stop when the epoch loss has not fallen by 1 % for this many epochs (off by default). */
   earlyStopPatience?: number;
   seed?: number;
@@ -80,6 +92,18 @@ export function contrastiveLoss(anchor: Tensor, positive: Tensor, negative: Tens
     );
     return F.crossEntropy(logits, zeros([anchor.size(0)], { dtype: 'int64' }));
   });
+}
+
+/** The clean images in order, normalized, `batchSize` at a time (the consumer disposes each). */
+function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> {
+  for (let start = 0; start < clean.count; start += batchSize) {
+    yield tidy(() =>
+      normalize(
+        toUnitRange(clean.images.narrow(0, start, Math.min(batchSize, clean.count - start))),
+        clean.normalization,
+      ),
+    );
+  }
 }
 
 /** The frozen model's features of every clean image and of its stamped copy. */
@@ -123,6 +147,7 @@ export function purify(
   const temperature = options.temperature ?? 0.5;
   const cleanWeight = options.cleanWeight ?? 0;
   const stampedWeight = options.stampedWeight ?? 0;
+  const cleanFeatureWeight = options.cleanFeatureWeight ?? 0;
   const schedule = options.lrSchedule ?? 'cifar';
   const lrOf = typeof schedule === 'function' ? schedule : (epoch: number) => publishedLr(schedule, epoch);
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256);
@@ -162,6 +187,11 @@ export function purify(
             const logits = model.forward(normalize(images, clean.normalization));
             loss = loss.add(F.crossEntropy(logits, labels!).mul(cleanWeight));
           }
+          if (cleanFeatureWeight > 0) {
+            const features = model.features(normalize(images, clean.normalization));
+            const similarity = F.cosineSimilarity(features, positive.indexSelect(0, index), 1).mean();
+            loss = loss.add(similarity.neg().add(1).mul(cleanFeatureWeight));
+          }
           if (stampedWeight > 0) {
             loss = loss.add(F.crossEntropy(model.classify(anchor), labels!).mul(stampedWeight));
           }
@@ -197,6 +227,9 @@ export function purify(
           break;
         }
       }
+    }
+    if (options.recalibrateBatchNorm === true) {
+      recalibrateBatchNorm(model, cleanBatches(clean, 256));
     }
   } finally {
     optimizer.dispose();

@@ -1,0 +1,91 @@
+// `npm run bench:purify-ablation -- --weights FILE --attack NAME --target K [--variants a,b]`:
+// purification variants side by side on one model. The trigger is inverted once (default
+// options, target given) and every variant starts from the same weights, the same clean
+// subset and the same trigger, so the BA/ASR differences are the variants' alone.
+// Extra attack flags (e.g. --alpha, --trojan-model) pass through as in `mcldef defend`.
+import { parseArgs } from 'node:util';
+
+import { applyCommon, buildAttack, buildModel, loadSplit } from '../src/cli/common.js';
+import { subset } from '../src/data/subset.js';
+import { DEFAULT_INVERSION_PATIENCE } from '../src/cli/commands/defend.js';
+import { type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
+import { evaluate } from '../src/eval/metrics.js';
+import type { Classifier } from '../src/nn/models/classifier.js';
+
+const VARIANTS: Record<string, PurifyOptions> = {
+  published: {},
+  'bn-recalibrate': { recalibrateBatchNorm: true },
+  'lr-0.01': { lrSchedule: (epoch) => (epoch < 10 ? 0.01 : 0.001) },
+  'lr-0.01+bn': { lrSchedule: (epoch) => (epoch < 10 ? 0.01 : 0.001), recalibrateBatchNorm: true },
+  'clean-features': { cleanFeatureWeight: 1 },
+  'clean-features+bn': { cleanFeatureWeight: 1, recalibrateBatchNorm: true },
+  'clean-ce+bn': { cleanWeight: 1, recalibrateBatchNorm: true },
+};
+
+const { values } = parseArgs({
+  options: {
+    weights: { type: 'string' },
+    arch: { type: 'string', default: 'wrn-16-1' },
+    data: { type: 'string', default: 'cifar10:../shared/data/cifar10-jpeg' },
+    attack: { type: 'string' },
+    target: { type: 'string', default: '0' },
+    alpha: { type: 'string' },
+    'poison-rate': { type: 'string', default: '0.1' },
+    'trojan-model': { type: 'string' },
+    trigger: { type: 'string' },
+    mask: { type: 'string' },
+    variants: { type: 'string', default: Object.keys(VARIANTS).join(',') },
+    seed: { type: 'string', default: '0' },
+    threads: { type: 'string', default: '2' },
+  },
+});
+if (values.weights === undefined || values.attack === undefined) {
+  console.error('usage: --weights FILE --attack NAME --target K [--variants a,b] [--seed N] [--threads N]');
+  process.exit(2);
+}
+const seed = Number(values.seed);
+const flags = {
+  threads: Number(values.threads),
+  seed,
+  quiet: true,
+  attack: values.attack,
+  target: Number(values.target),
+  mode: 'all-to-one' as const,
+  poisonRate: Number(values['poison-rate']),
+  ...(values.alpha === undefined ? {} : { alpha: Number(values.alpha) }),
+  ...(values['trojan-model'] === undefined ? {} : { trojanModel: values['trojan-model'] }),
+  ...(values.trigger === undefined ? {} : { trigger: values.trigger }),
+  ...(values.mask === undefined ? {} : { mask: values.mask }),
+};
+applyCommon(flags);
+const train = loadSplit(values.data, 'train', flags);
+const test = loadSplit(values.data, 'test', flags);
+const clean = subset(train, 0.05, { seed });
+train.dispose();
+const attack = buildAttack(flags, test, values.arch, test)!;
+const load = (): Classifier => buildModel(values.arch!, clean, values.weights);
+const measure = (model: Classifier): string => {
+  const m = evaluate(model, test, { normalization: test.normalization, trigger: attack });
+  return `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}`;
+};
+
+const original = load();
+console.log(`before: ${measure(original)}`);
+let started = performance.now();
+const trigger = invertTrigger(original, clean, flags.target, { seed, patience: DEFAULT_INVERSION_PATIENCE });
+console.log(
+  `trigger: size ${trigger.size}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)}%, ${trigger.passes} passes, ${((performance.now() - started) / 1000).toFixed(0)} s`,
+);
+original.dispose();
+
+for (const name of values.variants.split(',')) {
+  const options = VARIANTS[name];
+  if (options === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
+  const model = load();
+  started = performance.now();
+  purify(model, clean, trigger, { ...options, seed });
+  const seconds = (performance.now() - started) / 1000;
+  console.log(`${name.padEnd(20)} ${measure(model)}  (${seconds.toFixed(0)} s)`);
+  model.dispose();
+}
+trigger.dispose();
