@@ -19,7 +19,13 @@ const VARIANTS: Record<string, PurifyOptions> = {
   'lr-0.01+bn': { lrSchedule: (epoch) => (epoch < 10 ? 0.01 : 0.001), recalibrateBatchNorm: true },
   'clean-features': { cleanFeatureWeight: 1 },
   'clean-features+bn': { cleanFeatureWeight: 1, recalibrateBatchNorm: true },
-  'clean-ce+bn': { cleanWeight: 1, recalibrateBatchNorm: true },
+  'clean-ce': { cleanWeight: 1 },
+  'refit-head': { refitHead: true },
+  'clean-features+refit-head': { cleanFeatureWeight: 1, refitHead: true },
+  'clean-features-4': { cleanFeatureWeight: 4 },
+  'clean-ce-from-1+refit-head': { cleanWeight: 1, cleanWeightFrom: 1, refitHead: true },
+  'clean-ce-from-1': { cleanWeight: 1, cleanWeightFrom: 1 },
+  'stamped-ce': { stampedWeight: 1 },
 };
 
 const { values } = parseArgs({

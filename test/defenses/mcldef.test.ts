@@ -18,6 +18,7 @@ import {
   patternSize,
   prunePattern,
   purify,
+  refitHead,
   sizeSurrogate,
   stampAdditive,
 } from '../../src/defenses/mcldef/index.js';
@@ -186,7 +187,15 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
   // features in eval mode, then the anchor and both cross-entropies in train mode.
   const copy = new TinyNet();
   copy.loadStateDict(model.stateDict());
-  const expected = noGrad(() =>
+  // Every purify call moves the batch-norm running statistics, so each starts from a copy.
+  const pristine = new TinyNet();
+  pristine.loadStateDict(model.stateDict());
+  const fresh = (): TinyNet => {
+    const net = new TinyNet();
+    net.loadStateDict(pristine.stateDict());
+    return net;
+  };
+  const [expected, cleanCrossEntropy] = noGrad(() =>
     tidy(() => {
       const images = toUnitRange(clean.images);
       const clean01 = normalize(images, clean.normalization);
@@ -196,11 +205,13 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
       const negative = copy.features(stamped);
       copy.train();
       const anchor = copy.features(stamped);
-      return contrastiveLoss(anchor, positive, negative, 0.5)
-        .add(F.crossEntropy(copy.forward(clean01), clean.labels).mul(cleanWeight))
+      const crossEntropy = F.crossEntropy(copy.forward(clean01), clean.labels).item();
+      const total = contrastiveLoss(anchor, positive, negative, 0.5)
+        .add(crossEntropy * cleanWeight)
         .add(F.crossEntropy(copy.classify(anchor), clean.labels).mul(stampedWeight))
         .add(F.cosineSimilarity(copy.features(clean01), positive, 1).mean().neg().add(1).mul(cleanFeatureWeight))
         .item();
+      return [total, crossEntropy] as const;
     }),
   );
   // lr 0 and no weight decay: one full batch at the starting weights.
@@ -214,6 +225,20 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
     cleanFeatureWeight,
   });
   close(result.epochs[0]!.loss, expected, 1e-5);
+  // --clean-weight-from 1: epoch 0 runs without the clean term, epoch 1 with it.
+  const delayedModel = fresh();
+  const delayed = purify(delayedModel, clean, trigger, {
+    epochs: 2,
+    batchSize: clean.count,
+    lrSchedule: () => 0,
+    weightDecay: 0,
+    cleanWeight,
+    cleanWeightFrom: 1,
+    stampedWeight,
+    cleanFeatureWeight,
+  });
+  close(delayed.epochs[0]!.loss, expected - cleanWeight * cleanCrossEntropy, 1e-5);
+  close(delayed.epochs[1]!.loss, expected, 1e-5);
   const alone = purify(model, clean, trigger, {
     epochs: 1,
     batchSize: clean.count,
@@ -221,5 +246,44 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
     weightDecay: 0,
   });
   assert.ok(expected - alone.epochs[0]!.loss > 0.1, 'the optional terms add to the published loss');
-  for (const item of [delta, model, copy, clean]) item.dispose();
+  for (const item of [delta, model, copy, pristine, delayedModel, clean]) item.dispose();
+});
+
+test('refitHead: a scrambled head is re-fit on the clean features; the backbone is untouched', () => {
+  setNumThreads(1);
+  const train = quadrantSplit(400, 31);
+  const model = new TinyNet();
+  trainModel({
+    model,
+    train,
+    config: {
+      epochs: 5,
+      batchSize: 32,
+      optimizer: 'sgd',
+      lr: 0.05,
+      momentum: 0.9,
+      weightDecay: 0,
+      schedule: 'cosine',
+      seed: 3,
+    },
+  });
+  const normalization = train.normalization;
+  const trained = evaluate(model, train, { normalization }).ba;
+  assert.ok(trained > 90, `the model learned the task: ${trained}`);
+  noGrad(() => tidy(() => model.fc.weight.copy_(model.fc.weight.flip([0]))));
+  const scrambled = evaluate(model, train, { normalization }).ba;
+  assert.ok(scrambled < 50, `reversing the head's rows breaks it: ${scrambled}`);
+  const backbone = [...model.body.namedParameters()].map(([, p]) => p.toArray());
+  const mode = model.training;
+  refitHead(model, train);
+  const refit = evaluate(model, train, { normalization }).ba;
+  assert.ok(refit > 90, `re-fit head: ${refit}`);
+  assert.deepEqual(
+    [...model.body.namedParameters()].map(([, p]) => p.toArray()),
+    backbone,
+    'backbone parameters unchanged',
+  );
+  assert.equal(model.training, mode, 'train/eval mode restored');
+  model.dispose();
+  train.dispose();
 });

@@ -53,6 +53,7 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   batchSize: number;
   temperature: number;
   cleanWeight: number;
+  cleanWeightFrom: number;
   stampedWeight: number;
   cleanFeatureWeight: number;
   recalibrateBn?: boolean;
@@ -144,6 +145,11 @@ export function defendCommand(): Command {
       new Option('--clean-weight <λ>', 'weight of an optional clean cross-entropy term (0 = the published loss)')
         .default(0)
         .argParser(number('--clean-weight', 0)),
+    )
+    .addOption(
+      new Option('--clean-weight-from <epoch>', 'first purification epoch (0-based) of the clean cross-entropy term')
+        .default(0)
+        .argParser(integer('--clean-weight-from', 0)),
     )
     .addOption(
       new Option(
@@ -338,6 +344,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     batchSize: flags.batchSize,
     temperature: flags.temperature,
     cleanWeight: flags.cleanWeight,
+    cleanWeightFrom: flags.cleanWeightFrom,
     stampedWeight: flags.stampedWeight,
     cleanFeatureWeight: flags.cleanFeatureWeight,
     recalibrateBatchNorm: flags.recalibrateBn === true,

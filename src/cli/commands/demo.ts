@@ -152,6 +152,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     batchSize: 64,
     temperature: 0.5,
     cleanWeight: 0,
+    cleanWeightFrom: 0,
     stampedWeight: 0,
     cleanFeatureWeight: 0,
     monitor: 500,

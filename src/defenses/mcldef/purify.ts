@@ -11,6 +11,7 @@ import { noGrad } from '../../engine/autograd.js';
 import { tensor, zeros } from '../../engine/creation.js';
 import * as F from '../../engine/functional.js';
 import { FunctionLR } from '../../engine/optim/lr-scheduler.js';
+import { Adam } from '../../engine/optim/adam.js';
 import { SGD } from '../../engine/optim/sgd.js';
 import { keep, tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
@@ -38,6 +39,8 @@ export interface PurifyOptions {
   lrSchedule?: LrScheduleName | ((epoch: number) => number);
   /** Weight λ of an optional clean cross-entropy term (0: the published loss alone). */
   cleanWeight?: number;
+  /** First epoch (0-based) in which the clean cross-entropy term applies (default 0). */
+  cleanWeightFrom?: number;
   /**
    * Weight of an optional cross-entropy term on the stamped images with their true labels
    * (0: the published loss alone). It reuses the anchor's forward pass, so it costs no
@@ -55,6 +58,12 @@ export interface PurifyOptions {
    * never sees at test time; one extra forward pass over the clean data.
    */
   recalibrateBatchNorm?: boolean;
+  /**
+   * After training, re-fit the classification head on the clean images' features with the
+   * backbone frozen (`refitHead`): the contrastive loss moves the features but never trains
+   * the head that reads them.
+   */
+  refitHead?: boolean;
   /** Stop when the epoch loss has not fallen by 1 % for this many epochs (off by default). */
   earlyStopPatience?: number;
   seed?: number;
@@ -106,6 +115,50 @@ function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> 
   }
 }
 
+/**
+ * Re-fits the head (the parameters `classify` uses) by full-batch Adam on cross-entropy over
+ * the clean images' features, computed once in eval mode; the backbone does not change.
+ */
+export function refitHead(model: Classifier, clean: ImageSplit, options: { steps?: number; lr?: number } = {}): void {
+  const wasTraining = model.training;
+  model.eval();
+  const features = noGrad(() => {
+    const parts: Tensor[] = [];
+    for (const batch of cleanBatches(clean, 256)) {
+      parts.push(tidy(() => model.features(batch)));
+      batch.dispose();
+    }
+    const all = keep(F.cat(parts, 0));
+    for (const part of parts) part.dispose();
+    return all;
+  });
+  // The head is whatever receives a gradient from classify(features).
+  model.zeroGrad();
+  tidy(() => model.classify(features).sum().backward());
+  const head = model.parameters().filter((parameter) => {
+    const grad = parameter.grad;
+    grad?.dispose();
+    return grad !== null;
+  });
+  model.zeroGrad();
+  const optimizer = new Adam(head, { lr: options.lr ?? 0.01 });
+  try {
+    for (let step = 0; step < (options.steps ?? 200); step++) {
+      tidy(() => {
+        const loss = F.crossEntropy(model.classify(features), clean.labels);
+        optimizer.zeroGrad();
+        loss.backward();
+        optimizer.step();
+      });
+    }
+  } finally {
+    optimizer.dispose();
+    features.dispose();
+    model.zeroGrad();
+    model.train(wasTraining);
+  }
+}
+
 /** The frozen model's features of every clean image and of its stamped copy. */
 function frozenFeatures(
   model: Classifier,
@@ -145,7 +198,7 @@ export function purify(
   const epochs = options.epochs ?? 20;
   const batchSize = options.batchSize ?? 64;
   const temperature = options.temperature ?? 0.5;
-  const cleanWeight = options.cleanWeight ?? 0;
+  const cleanWeightFrom = options.cleanWeightFrom ?? 0;
   const stampedWeight = options.stampedWeight ?? 0;
   const cleanFeatureWeight = options.cleanFeatureWeight ?? 0;
   const schedule = options.lrSchedule ?? 'cifar';
@@ -168,6 +221,7 @@ export function purify(
       const epochStart = performance.now();
       model.train();
       const order = permutation(clean.count, ((options.seed ?? 0) * 31337 + epoch * 2654435761) >>> 0);
+      const cleanWeight = epoch >= cleanWeightFrom ? (options.cleanWeight ?? 0) : 0;
       let lossSum = 0;
       let seen = 0;
       for (let start = 0; start < order.length; start += batchSize) {
@@ -231,6 +285,7 @@ export function purify(
     if (options.recalibrateBatchNorm === true) {
       recalibrateBatchNorm(model, cleanBatches(clean, 256));
     }
+    if (options.refitHead === true) refitHead(model, clean);
   } finally {
     optimizer.dispose();
     positive.dispose();
