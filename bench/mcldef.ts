@@ -5,6 +5,7 @@
 //   reference: the authors' model, target 5 given, defaults and --preset published, seeds 0–2
 //   detect:    detection on the authors' model and on the clean model of bench:attacks
 //   attacks:   every backdoored model of bench:attacks (bench/attacks.config.json), target not given
+//   attacks-refit: the same with --refit-head (the head re-fit on clean data after purification)
 // Options: --suite NAME[,NAME...] (default all three), --only RUN[,RUN...]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -91,14 +92,25 @@ runs.push({
   command: 'detect',
   args: ['--weights', join(models, 'clean.safetensors')],
 });
-for (const attack of attacks.runs) {
-  if (attack.name === 'clean') continue;
-  runs.push({
-    suite: 'attacks',
-    name: `attack-${attack.name}`,
-    command: 'defend',
-    args: ['--weights', join(models, `${attack.name}.safetensors`), ...attack.args.map(substitute), '--detect'],
-  });
+for (const [suite, extra] of [
+  ['attacks', []],
+  ['attacks-refit', ['--refit-head']],
+] as const) {
+  for (const attack of attacks.runs) {
+    if (attack.name === 'clean') continue;
+    runs.push({
+      suite,
+      name: `${suite === 'attacks' ? 'attack' : suite}-${attack.name}`,
+      command: 'defend',
+      args: [
+        '--weights',
+        join(models, `${attack.name}.safetensors`),
+        ...attack.args.map(substitute),
+        '--detect',
+        ...extra,
+      ],
+    });
+  }
 }
 
 for (const run of runs) {
@@ -164,3 +176,4 @@ if (suites.includes('detect')) {
   }
 }
 if (suites.includes('attacks')) defendTable('attacks');
+if (suites.includes('attacks-refit')) defendTable('attacks-refit');

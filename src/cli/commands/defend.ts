@@ -57,6 +57,7 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   stampedWeight: number;
   cleanFeatureWeight: number;
   recalibrateBn?: boolean;
+  refitHead?: boolean;
   monitor: number;
   reportDir?: string;
   detect?: boolean;
@@ -166,6 +167,12 @@ export function defendCommand(): Command {
       )
         .default(0)
         .argParser(number('--clean-feature-weight', 0)),
+    )
+    .addOption(
+      new Option(
+        '--refit-head',
+        'after purification, re-fit the classification head on the clean images (backbone frozen): keeps BA, at some cost in ASR (see README)',
+      ),
     )
     .addOption(
       new Option(
@@ -348,6 +355,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     stampedWeight: flags.stampedWeight,
     cleanFeatureWeight: flags.cleanFeatureWeight,
     recalibrateBatchNorm: flags.recalibrateBn === true,
+    refitHead: flags.refitHead === true,
     lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
     seed: flags.seed,
     ...(monitorSet === undefined

@@ -33,6 +33,7 @@ interface DemoFlags extends CommonFlags {
   trainImages: number;
   epochs: number;
   target: number;
+  refitHead: boolean;
 }
 
 export function demoCommand(): Command {
@@ -56,6 +57,12 @@ export function demoCommand(): Command {
       new Option('--target <k>', "the attacker's target class (the defense is not told)")
         .default(0)
         .argParser(integer('--target', 0)),
+    )
+    .addOption(
+      new Option(
+        '--no-refit-head',
+        'purify with the published loss alone (the demo re-fits the head on the clean data, as `defend --refit-head`)',
+      ),
     );
   addCommonOptions(command);
   return command.action((flags: DemoFlags) => runAction(() => demo(flags)));
@@ -130,7 +137,10 @@ async function demo(flags: DemoFlags): Promise<void> {
   attack.dispose();
   train.dispose();
   test.dispose();
-  say(flags, '2. The defender holds the model and 5 % clean training data, and is not told the target: mcldef defend.');
+  say(
+    flags,
+    `2. The defender holds the model and 5 % clean training data, and is not told the target: mcldef defend${flags.refitHead ? ' --refit-head (the published loss, then the head re-fit on the clean data, which keeps BA)' : ' (the published loss alone)'}.`,
+  );
   await runDefend({
     ...flags,
     arch: 'cnn-small',
@@ -155,6 +165,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     cleanWeightFrom: 0,
     stampedWeight: 0,
     cleanFeatureWeight: 0,
+    refitHead: flags.refitHead,
     monitor: 500,
     out: join(flags.outDir, 'purified.safetensors'),
     reportDir: join(flags.outDir, 'report'),
