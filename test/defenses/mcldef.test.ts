@@ -17,6 +17,7 @@ import {
   patternRegularizer,
   patternSize,
   prunePattern,
+  type PurifyOptions,
   purify,
   refitHead,
   sizeSurrogate,
@@ -214,37 +215,17 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
       return [total, crossEntropy] as const;
     }),
   );
-  // lr 0 and no weight decay: one full batch at the starting weights.
-  const result = purify(model, clean, trigger, {
-    epochs: 1,
-    batchSize: clean.count,
-    lrSchedule: () => 0,
-    weightDecay: 0,
-    cleanWeight,
-    stampedWeight,
-    cleanFeatureWeight,
-  });
-  close(result.epochs[0]!.loss, expected, 1e-5);
+  // lr 0 and no weight decay: full batches at the starting weights.
+  const frozenRun = (net: TinyNet, options: PurifyOptions) =>
+    purify(net, clean, trigger, { epochs: 1, batchSize: clean.count, lrSchedule: () => 0, weightDecay: 0, ...options });
+  const terms = { cleanWeight, stampedWeight, cleanFeatureWeight };
+  close(frozenRun(model, terms).epochs[0]!.loss, expected, 1e-5);
   // --clean-weight-from 1: epoch 0 runs without the clean term, epoch 1 with it.
   const delayedModel = fresh();
-  const delayed = purify(delayedModel, clean, trigger, {
-    epochs: 2,
-    batchSize: clean.count,
-    lrSchedule: () => 0,
-    weightDecay: 0,
-    cleanWeight,
-    cleanWeightFrom: 1,
-    stampedWeight,
-    cleanFeatureWeight,
-  });
+  const delayed = frozenRun(delayedModel, { ...terms, epochs: 2, cleanWeightFrom: 1 });
   close(delayed.epochs[0]!.loss, expected - cleanWeight * cleanCrossEntropy, 1e-5);
   close(delayed.epochs[1]!.loss, expected, 1e-5);
-  const alone = purify(model, clean, trigger, {
-    epochs: 1,
-    batchSize: clean.count,
-    lrSchedule: () => 0,
-    weightDecay: 0,
-  });
+  const alone = frozenRun(model, {});
   assert.ok(expected - alone.epochs[0]!.loss > 0.1, 'the optional terms add to the published loss');
   for (const item of [delta, model, copy, pristine, delayedModel, clean]) item.dispose();
 });
