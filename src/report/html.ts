@@ -16,10 +16,20 @@ export interface DefenseReport {
   der: number | null;
   seconds: { inversion: number; purification: number; total: number };
   epochs: { epoch: number; lr: number; loss: number; ba: number | null; asr: number | null }[];
+  /** Purification settings that differ from the published loss, e.g. {refit_head: true}. */
+  options?: Record<string, number | boolean | string>;
 }
 
 function escape(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+}
+
+/** A line naming the settings that differ from the published configuration, if any. */
+function changes(options: DefenseReport['options']): string {
+  const entries = Object.entries(options ?? {});
+  if (entries.length === 0) return '<p class="muted">Purification: the published loss and schedule.</p>';
+  const list = entries.map(([key, value]) => `<code>${escape(key)} = ${escape(String(value))}</code>`).join(', ');
+  return `<p class="muted">Purification settings that differ from the published configuration: ${list}.</p>`;
 }
 
 /** BA and ASR (or the loss, without an attack) per epoch, as an SVG string. */
@@ -84,7 +94,8 @@ ${trigger}
 <p class="muted">Additive pattern shown around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern.</p>
 <h2>Purification</h2>
 ${chart}
-<p class="muted">BA and ASR per epoch on the monitor subset of the test split.</p>
+<p class="muted">BA and ASR per epoch on the monitor subset of the test split${report.options?.refit_head === true ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>
+${changes(report.options)}
 </body></html>
 `;
 }

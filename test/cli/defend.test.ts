@@ -120,6 +120,14 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   assert.match(html, /<svg/);
   assert.match(html, /data:image\/png;base64,/);
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'self-contained');
+  assert.deepEqual(report.options, { epochs: 2 }, 'only the settings that differ from the published ones');
+  assert.match(html, /differ from the published configuration: <code>epochs = 2<\/code>/);
+  // --refit-head is recorded in the JSON and named in the HTML.
+  const refitOut = join(folder, 'refit.safetensors');
+  const refit = mcldef([...defended.args.map((arg) => (arg === out ? refitOut : arg)), '--refit-head']);
+  assert.equal(refit.status, 0, refit.stderr);
+  assert.deepEqual((JSON.parse(refit.stdout) as Report).options, { epochs: 2, refit_head: true });
+  assert.match(readFileSync(join(folder, 'refit-report', 'report.html'), 'utf8'), /refit_head = true/);
   const detected = mcldef([
     'detect',
     '--arch',

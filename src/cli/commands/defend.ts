@@ -208,6 +208,21 @@ export function defendCommand(): Command {
   });
 }
 
+/** The purification settings that differ from the published configuration (for the report). */
+function purificationChanges(flags: DefendFlags): Record<string, number | boolean> {
+  const changes: Record<string, number | boolean> = {};
+  if (flags.epochs !== 20) changes.epochs = flags.epochs;
+  if (flags.batchSize !== 64) changes.batch_size = flags.batchSize;
+  if (flags.temperature !== 0.5) changes.temperature = flags.temperature;
+  if (flags.cleanWeight > 0) changes.clean_weight = flags.cleanWeight;
+  if (flags.cleanWeight > 0 && flags.cleanWeightFrom > 0) changes.clean_weight_from = flags.cleanWeightFrom;
+  if (flags.stampedWeight > 0) changes.stamped_weight = flags.stampedWeight;
+  if (flags.cleanFeatureWeight > 0) changes.clean_feature_weight = flags.cleanFeatureWeight;
+  if (flags.refitHead === true) changes.refit_head = true;
+  if (flags.recalibrateBn === true) changes.recalibrate_bn = true;
+  return changes;
+}
+
 function printDetection(flags: CommonFlags, detection: DetectionResult): void {
   for (const c of detection.classes) {
     say(
@@ -421,6 +436,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
       ba: e.ba ?? null,
       asr: e.asr ?? null,
     })),
+    options: purificationChanges(flags),
     trigger: {
       method: trigger.method,
       size: trigger.size,
