@@ -6,6 +6,7 @@
 //   detect:    detection on the authors' model and on the clean model of bench:attacks
 //   attacks:   every backdoored model of bench:attacks (bench/attacks.config.json), target not given
 //   attacks-refit: the same with --refit-head (the head re-fit on clean data after purification)
+//   attacks-refit-log: the same with --refit-head --anomaly-scale log
 // Options: --suite NAME[,NAME...] (default all three), --only RUN[,RUN...]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -95,6 +96,7 @@ runs.push({
 for (const [suite, extra] of [
   ['attacks', []],
   ['attacks-refit', ['--refit-head']],
+  ['attacks-refit-log', ['--refit-head', '--anomaly-scale', 'log']],
 ] as const) {
   for (const attack of attacks.runs) {
     if (attack.name === 'clean') continue;
@@ -177,3 +179,4 @@ if (suites.includes('detect')) {
 }
 if (suites.includes('attacks')) defendTable('attacks');
 if (suites.includes('attacks-refit')) defendTable('attacks-refit');
+if (suites.includes('attacks-refit-log')) defendTable('attacks-refit-log');

@@ -135,6 +135,24 @@ test('MAD anomaly index flags the anomalously small class, and nothing when none
   assert.equal(flagTarget([200, 60, 70, 80, 65, 75, 62, 71, 68, 77]).target, null, 'large outliers are not backdoors');
 });
 
+test('log-scale anomaly index on measured scans: finds the patch backdoor the linear index misses', () => {
+  // Trigger sizes of 30-pass scans measured with `mcldef detect`/`defend` (seed 0, CIFAR-10 JPEG).
+  const authors = [107, 96, 115, 138, 76, 29, 92, 94, 112, 115]; // released model, target 5
+  const clean = [264, 154, 251, 270, 178, 159, 152, 175, 186, 119]; // clean WRN-16-1
+  const patch = [15, 133, 244, 619, 192, 556, 291, 136, 146, 572]; // patch attack, target 0
+  assert.equal(flagTarget(authors).target, 5);
+  assert.equal(flagTarget(clean).target, null);
+  const linear = flagTarget(patch);
+  assert.equal(linear.target, null, 'three very large triggers inflate the linear MAD');
+  close(linear.indices[0]!, 203 / (1.4826 * 83.5), 1e-9);
+  const log = flagTarget(patch, 2, 'log');
+  assert.equal(log.target, 0);
+  assert.ok(log.indices[0]! > 3.5, `log index ${log.indices[0]}`);
+  assert.equal(flagTarget(authors, 2, 'log').target, 5);
+  assert.equal(flagTarget(clean, 2, 'log').target, null);
+  close(log.median, (Math.log1p(192) + Math.log1p(244)) / 2, 1e-12);
+});
+
 test('a tiny synthetic backdoor is found by detect (target unknown) and removed by purify', () => {
   setNumThreads(1);
   const train = quadrantSplit(800, 11);

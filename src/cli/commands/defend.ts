@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { subset } from '../../data/subset.js';
 import { parseDataSpec } from '../../data/load.js';
 import {
+  type AnomalyScale,
   DEFAULT_SCAN_PASSES,
   type DetectionResult,
   detectBackdoor,
@@ -48,6 +49,7 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   inversion: 'pattern' | 'mask';
   passes: number;
   scanPasses: number;
+  anomalyScale: AnomalyScale;
   inversionPatience?: number;
   epochs: number;
   batchSize: number;
@@ -103,6 +105,14 @@ function addDefenseOptions(command: Command): Command {
       new Option('--scan-passes <n>', 'detection: inversion passes per class over 500 clean images')
         .default(DEFAULT_SCAN_PASSES)
         .argParser(integer('--scan-passes', 1)),
+    )
+    .addOption(
+      new Option(
+        '--anomaly-scale <scale>',
+        'detection: MAD anomaly index on the trigger sizes (linear, Neural Cleanse) or on their logarithms',
+      )
+        .choices(['linear', 'log'])
+        .default('linear'),
     )
     .addOption(
       new Option(
@@ -248,6 +258,7 @@ function runDetect(flags: DefendFlags): void {
   const detection = detectBackdoor(model, clean, {
     method: flags.inversion,
     scanPasses: flags.scanPasses,
+    scale: flags.anomalyScale,
     seed: flags.seed,
     onClass: (c) => say(flags, `  class ${c.label}: size ${c.size.toFixed(1)} (${c.seconds.toFixed(1)} s)`),
   });
@@ -307,6 +318,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     const detection = detectBackdoor(model, clean, {
       method: flags.inversion,
       scanPasses: flags.scanPasses,
+      scale: flags.anomalyScale,
       seed: flags.seed,
       batchSize: flags.batchSize,
     });

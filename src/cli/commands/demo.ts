@@ -158,6 +158,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     inversion: 'pattern',
     passes: 100,
     scanPasses: DEFAULT_SCAN_PASSES,
+    anomalyScale: 'linear',
     epochs: 20,
     batchSize: 64,
     temperature: 0.5,

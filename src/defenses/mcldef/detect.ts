@@ -8,6 +8,12 @@ import { type InversionOptions, invertTrigger } from './invert.js';
 
 export const DEFAULT_SCAN_PASSES = 30;
 
+/**
+ * 'log' computes the index on log(1 + size). Trigger sizes spread multiplicatively: one or
+ * two classes with very large triggers inflate the linear MAD and can hide a small one.
+ */
+export type AnomalyScale = 'linear' | 'log';
+
 export interface DetectOptions extends InversionOptions {
   /**
    * Passes per class in the scan (30). Over the 500 scan images a pass is 8 Adam steps; at
@@ -19,6 +25,8 @@ export interface DetectOptions extends InversionOptions {
   scanImages?: number;
   /** Anomaly index above which a small trigger flags its class (2). */
   threshold?: number;
+  /** Scale of the sizes the index is computed on: 'linear' (Neural Cleanse, default) or 'log'. */
+  scale?: AnomalyScale;
   onClass?: (result: ClassScan) => void;
 }
 
@@ -32,6 +40,7 @@ export interface ClassScan {
 
 export interface DetectionResult {
   classes: (ClassScan & { anomalyIndex: number })[];
+  /** Median and MAD of the sizes on the chosen scale (log(1 + size) for 'log'). */
   median: number;
   mad: number;
   /** The flagged target class, or null: "no backdoor found". */
@@ -62,11 +71,13 @@ function medianOf(values: readonly number[]): number {
 export function flagTarget(
   sizes: readonly number[],
   threshold = 2,
+  scale: AnomalyScale = 'linear',
 ): { target: number | null; indices: number[]; median: number; mad: number } {
-  const { indices, median, mad } = anomalyIndices(sizes);
+  const values = scale === 'log' ? sizes.map((size) => Math.log1p(size)) : sizes;
+  const { indices, median, mad } = anomalyIndices(values);
   let target: number | null = null;
-  sizes.forEach((size, label) => {
-    if (size < median && indices[label]! > threshold && (target === null || size < sizes[target]!)) target = label;
+  values.forEach((value, label) => {
+    if (value < median && indices[label]! > threshold && (target === null || value < values[target]!)) target = label;
   });
   return { target, indices, median, mad };
 }
@@ -101,6 +112,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   const { target, indices, median, mad } = flagTarget(
     scans.map((scan) => scan.size),
     options.threshold ?? 2,
+    options.scale ?? 'linear',
   );
   return {
     classes: scans.map((scan, label) => ({ ...scan, anomalyIndex: indices[label]! })),
