@@ -306,12 +306,14 @@ export class Sequential extends ModuleList {
 
 /**
  * Re-estimates every BatchNorm2d's running statistics from `batches` (already normalized
- * model inputs, each disposed here once used): the statistics are reset, then averaged over all batches with equal weight
- * (PyTorch's momentum=None), without gradients and without changing any parameter.
+ * model inputs, each disposed here once used): the statistics are reset, then averaged over
+ * all batches with equal weight (PyTorch's momentum=None), without gradients and without
+ * changing any parameter.
  */
 export function recalibrateBatchNorm(model: Module, batches: Iterable<Tensor>): void {
-  const norms = [...model.namedModules()].map(([, m]) => m).filter((m): m is BatchNorm2d => m instanceof BatchNorm2d);
-  const tracked = norms.filter((m) => m.runningMean !== null);
+  const tracked = [...model.namedModules()]
+    .map(([, m]) => m)
+    .filter((m): m is BatchNorm2d => m instanceof BatchNorm2d && m.runningMean !== null);
   if (tracked.length === 0) return;
   const wasTraining = model.training;
   const momenta = tracked.map((m) => m.momentum);

@@ -73,6 +73,9 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
  */
 export const DEFAULT_INVERSION_PATIENCE = 30;
 
+/** The published purification settings: the option defaults, and the report's reference. */
+const PUBLISHED_PURIFICATION = { epochs: 20, batchSize: 64, temperature: 0.5 } as const;
+
 /** --inversion-patience, or the preset's value: the project default, or never (published). */
 export function inversionPatience(flags: Pick<DefendFlags, 'preset' | 'inversionPatience'>): number | undefined {
   return flags.inversionPatience ?? (flags.preset === 'published' ? undefined : DEFAULT_INVERSION_PATIENCE);
@@ -141,15 +144,19 @@ export function defendCommand(): Command {
   addDefenseOptions(command);
   command
     .addOption(new Option('--method <name>', 'defense').choices(['mcldef']).default('mcldef'))
-    .addOption(new Option('--epochs <n>', 'purification epochs').default(20).argParser(integer('--epochs', 1)))
+    .addOption(
+      new Option('--epochs <n>', 'purification epochs')
+        .default(PUBLISHED_PURIFICATION.epochs)
+        .argParser(integer('--epochs', 1)),
+    )
     .addOption(
       new Option('--batch-size <n>', 'batch size of inversion and purification')
-        .default(64)
+        .default(PUBLISHED_PURIFICATION.batchSize)
         .argParser(integer('--batch-size', 1)),
     )
     .addOption(
       new Option('--temperature <t>', 'contrastive temperature τ')
-        .default(0.5)
+        .default(PUBLISHED_PURIFICATION.temperature)
         .argParser(number('--temperature', 1e-6)),
     )
     .addOption(
@@ -221,9 +228,9 @@ export function defendCommand(): Command {
 /** The purification settings that differ from the published configuration (for the report). */
 function purificationChanges(flags: DefendFlags): Record<string, number | boolean> {
   const changes: Record<string, number | boolean> = {};
-  if (flags.epochs !== 20) changes.epochs = flags.epochs;
-  if (flags.batchSize !== 64) changes.batch_size = flags.batchSize;
-  if (flags.temperature !== 0.5) changes.temperature = flags.temperature;
+  if (flags.epochs !== PUBLISHED_PURIFICATION.epochs) changes.epochs = flags.epochs;
+  if (flags.batchSize !== PUBLISHED_PURIFICATION.batchSize) changes.batch_size = flags.batchSize;
+  if (flags.temperature !== PUBLISHED_PURIFICATION.temperature) changes.temperature = flags.temperature;
   if (flags.cleanWeight > 0) changes.clean_weight = flags.cleanWeight;
   if (flags.cleanWeight > 0 && flags.cleanWeightFrom > 0) changes.clean_weight_from = flags.cleanWeightFrom;
   if (flags.stampedWeight > 0) changes.stamped_weight = flags.stampedWeight;

@@ -49,7 +49,8 @@ export interface PurifyOptions {
   stampedWeight?: number;
   /**
    * Weight of an optional term that keeps the model's features of the clean images close to
-   * the frozen model's (1 − cos(f(x), f₀(x))); one extra forward and backward pass per batch.
+   * the frozen model's (1 − cos(f(x), f₀(x))); one extra forward and backward pass per batch,
+   * shared with the clean cross-entropy term when both are on.
    */
   cleanFeatureWeight?: number;
   /**
@@ -237,13 +238,14 @@ export function purify(
             temperature,
           );
           const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
+          // Both clean terms share one forward pass of the clean images.
+          const cleanFeatures =
+            cleanWeight > 0 || cleanFeatureWeight > 0 ? model.features(normalize(images, clean.normalization)) : null;
           if (cleanWeight > 0) {
-            const logits = model.forward(normalize(images, clean.normalization));
-            loss = loss.add(F.crossEntropy(logits, labels!).mul(cleanWeight));
+            loss = loss.add(F.crossEntropy(model.classify(cleanFeatures!), labels!).mul(cleanWeight));
           }
           if (cleanFeatureWeight > 0) {
-            const features = model.features(normalize(images, clean.normalization));
-            const similarity = F.cosineSimilarity(features, positive.indexSelect(0, index), 1).mean();
+            const similarity = F.cosineSimilarity(cleanFeatures!, positive.indexSelect(0, index), 1).mean();
             loss = loss.add(similarity.neg().add(1).mul(cleanFeatureWeight));
           }
           if (stampedWeight > 0) {
