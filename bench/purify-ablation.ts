@@ -42,14 +42,21 @@ const { values } = parseArgs({
     mask: { type: 'string' },
     variants: { type: 'string', default: Object.keys(VARIANTS).join(',') },
     seed: { type: 'string', default: '0' },
+    'inversion-patience': { type: 'string', default: String(DEFAULT_INVERSION_PATIENCE) },
+    precision: { type: 'string', default: 'float32' },
+    'inversion-precision': { type: 'string' },
     threads: { type: 'string', default: '2' },
   },
 });
 if (values.weights === undefined || values.attack === undefined) {
-  console.error('usage: --weights FILE --attack NAME --target K [--variants a,b] [--seed N] [--threads N]');
+  console.error(
+    'usage: --weights FILE --attack NAME --target K [--variants a,b] [--seed N] [--inversion-patience N] [--precision float32|bfloat16] [--inversion-precision float32|bfloat16] [--threads N]',
+  );
   process.exit(2);
 }
 const seed = Number(values.seed);
+const precision = values.precision === 'bfloat16' ? 'bfloat16' : 'float32';
+const inversionPrecision = (values['inversion-precision'] ?? precision) === 'bfloat16' ? 'bfloat16' : 'float32';
 const flags = {
   threads: Number(values.threads),
   seed,
@@ -72,15 +79,25 @@ const attack = buildAttack(flags, test, values.arch, test)!;
 const load = (): Classifier => buildModel(values.arch!, clean, values.weights);
 const measure = (model: Classifier): string => {
   const m = evaluate(model, test, { normalization: test.normalization, trigger: attack });
-  return `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}`;
+  return `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}  (without the trigger ${m.asr_no_trigger.toFixed(2)})`;
 };
 
 const original = load();
 console.log(`before: ${measure(original)}`);
 let started = performance.now();
-const trigger = invertTrigger(original, clean, flags.target, { seed, patience: DEFAULT_INVERSION_PATIENCE });
+const trigger = invertTrigger(original, clean, flags.target, {
+  seed,
+  patience: Number(values['inversion-patience']),
+  precision: inversionPrecision,
+});
 console.log(
   `trigger: size ${trigger.size}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)}%, ${trigger.passes} passes, ${((performance.now() - started) / 1000).toFixed(0)} s`,
+);
+console.log(
+  `  new best at pass (size): ${trigger.history
+    .filter((pass) => pass.improved)
+    .map((pass) => `${pass.pass} (${pass.size})`)
+    .join(', ')}`,
 );
 original.dispose();
 
@@ -89,7 +106,7 @@ for (const name of values.variants.split(',')) {
   if (options === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const model = load();
   started = performance.now();
-  purify(model, clean, trigger, { ...options, seed });
+  purify(model, clean, trigger, { precision, ...options, seed });
   const seconds = (performance.now() - started) / 1000;
   console.log(`${name.padEnd(20)} ${measure(model)}  (${seconds.toFixed(0)} s)`);
   model.dispose();

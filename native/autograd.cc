@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
@@ -107,6 +108,30 @@ MCLDEF_FN(setGradEnabled) {
   return info.Env().Undefined();
 }
 
+MCLDEF_FN(isAutocastEnabled) { return Napi::Boolean::New(info.Env(), at::autocast::is_cpu_enabled()); }
+
+// CPU autocast to bfloat16: matrix products and convolutions run in bfloat16 (oneDNN's
+// AMX/AVX-512 kernels), the rest in float32, as torch.autocast('cpu') does. Enter and exit
+// come in pairs (the JS side wraps a function); leaving the outermost region drops the
+// cast-weight cache, as the Python context manager does. Enter returns the previous state.
+MCLDEF_FN(enterAutocast) {
+  return guarded(info, [&]() -> Napi::Value {
+    bool previous = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+    at::autocast::set_cpu_enabled(true);
+    return Napi::Boolean::New(info.Env(), previous);
+  });
+}
+
+MCLDEF_FN(exitAutocast) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  });
+}
+
 MCLDEF_FN(manualSeed) {
   return guarded(info, [&]() -> Napi::Value {
     auto seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
@@ -153,6 +178,9 @@ void initAutograd(Napi::Env env, Napi::Object exports) {
   exports.Set("gradFnName", Napi::Function::New(env, gradFnName, "gradFnName"));
   exports.Set("isGradEnabled", Napi::Function::New(env, isGradEnabled, "isGradEnabled"));
   exports.Set("setGradEnabled", Napi::Function::New(env, setGradEnabled, "setGradEnabled"));
+  exports.Set("isAutocastEnabled", Napi::Function::New(env, isAutocastEnabled, "isAutocastEnabled"));
+  exports.Set("enterAutocast", Napi::Function::New(env, enterAutocast, "enterAutocast"));
+  exports.Set("exitAutocast", Napi::Function::New(env, exitAutocast, "exitAutocast"));
   exports.Set("manualSeed", Napi::Function::New(env, manualSeed, "manualSeed"));
   exports.Set("setNumThreads", Napi::Function::New(env, setNumThreads, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, getNumThreads, "getNumThreads"));

@@ -1,6 +1,7 @@
 // Grad mode scopes, gradients with respect to inputs, and global engine settings.
 import { native } from './native.js';
 import { Tensor } from './tensor.js';
+import { tidy } from './scope.js';
 
 /** Runs `fn` with gradient recording off (like `torch.no_grad()`). */
 export function noGrad<T>(fn: () => T): T {
@@ -20,6 +21,37 @@ function withGradMode<T>(enabled: boolean, fn: () => T): T {
   } finally {
     native.setGradEnabled(previous);
   }
+}
+
+/**
+ * Runs `fn` under CPU autocast to bfloat16 (`torch.autocast('cpu')`): convolutions and
+ * matrix products compute in bfloat16 — several times faster on CPUs with AMX or
+ * AVX-512 BF16 — while parameters, gradients and reductions stay float32. Outputs of those
+ * ops are bfloat16; cast them with `.float()` before losses that need the precision.
+ */
+export function autocast<T>(fn: () => T): T {
+  const previous = native.enterAutocast();
+  try {
+    return fn();
+  } finally {
+    native.exitAutocast(previous);
+  }
+}
+
+/** float32, or bfloat16 autocast over channels-last images (see `autocast`). */
+export type Precision = 'float32' | 'bfloat16';
+
+/**
+ * `fn(input)` at `precision`, returned as float32. For 'bfloat16' the (N×C×H×W) input is
+ * made channels-last, the layout in which oneDNN's bfloat16 convolutions are fastest.
+ */
+export function atPrecision(precision: Precision, input: Tensor, fn: (input: Tensor) => Tensor): Tensor {
+  if (precision === 'float32') return fn(input);
+  return tidy(() => autocast(() => fn(input.contiguous('channels_last'))).float());
+}
+
+export function isAutocastEnabled(): boolean {
+  return native.isAutocastEnabled();
 }
 
 export function isGradEnabled(): boolean {

@@ -54,7 +54,8 @@ function typedArrayOf(dtype: DType, values: readonly (number | boolean)[]): Arra
     case 'bool':
       return Uint8Array.from(numbers, (value) => (value !== 0 ? 1 : 0));
     case 'float16':
-      throw new TypeError('tensor: build float16 tensors from float32 with .to("float16")');
+    case 'bfloat16':
+      throw new TypeError(`tensor: build ${dtype} tensors from float32 with .to("${dtype}")`);
   }
 }
 

@@ -1,6 +1,7 @@
 // Element types, with libtorch's ScalarType codes and the JS typed arrays that hold them.
 
-export type DType = 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'float32' | 'float64' | 'bool';
+export type DType =
+  'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'bfloat16' | 'float32' | 'float64' | 'bool';
 
 /** c10::ScalarType enum values. */
 export const dtypeCode: Readonly<Record<DType, number>> = {
@@ -13,6 +14,7 @@ export const dtypeCode: Readonly<Record<DType, number>> = {
   float32: 6,
   float64: 7,
   bool: 11,
+  bfloat16: 15,
 };
 
 const codeToDType = new Map<number, DType>(Object.entries(dtypeCode).map(([name, code]) => [code, name as DType]));
@@ -30,6 +32,8 @@ export interface TypedArrayOf {
   int32: Int32Array;
   int64: BigInt64Array;
   float16: Uint16Array;
+  /** Raw bfloat16 bits (the upper half of a float32). */
+  bfloat16: Uint16Array;
   float32: Float32Array;
   float64: Float64Array;
   bool: Uint8Array;
@@ -45,6 +49,7 @@ export function typedArrayFor<D extends DType>(dtype: D, buffer: ArrayBuffer): T
     int32: (b) => new Int32Array(b),
     int64: (b) => new BigInt64Array(b),
     float16: (b) => new Uint16Array(b),
+    bfloat16: (b) => new Uint16Array(b),
     float32: (b) => new Float32Array(b),
     float64: (b) => new Float64Array(b),
     bool: (b) => new Uint8Array(b),

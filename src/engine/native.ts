@@ -63,6 +63,10 @@ export interface NativeBinding {
   gradFnName(handle: NativeHandle): string | null;
   isGradEnabled(): boolean;
   setGradEnabled(enabled: boolean): void;
+  isAutocastEnabled(): boolean;
+  /** Turns bfloat16 CPU autocast on; returns whether it was on. Pair with exitAutocast. */
+  enterAutocast(): boolean;
+  exitAutocast(previous: boolean): void;
   manualSeed(seed: number): void;
   setNumThreads(threads: number): void;
   getNumThreads(): number;

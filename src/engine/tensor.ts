@@ -219,8 +219,12 @@ export class Tensor implements Disposable {
     return callOp('clone', this.handle);
   }
 
-  contiguous(): Tensor {
-    return callOp('contiguous', this.handle);
+  /**
+   * This tensor's data in row-major order, or (with 'channels_last') NHWC-strided for a
+   * 4-D tensor: the same values and shape, the layout oneDNN's fastest convolutions take.
+   */
+  contiguous(memoryFormat: 'contiguous' | 'channels_last' = 'contiguous'): Tensor {
+    return callOp('contiguous', this.handle, memoryFormat === 'channels_last' ? 2 : 0);
   }
 
   /** A copy (or this tensor's data, if nothing changes) with another dtype and/or device. */

@@ -26,6 +26,12 @@ export interface Metrics {
   asr: number;
   /** Triggered images still classified as their true label, percent. */
   ra: number;
+  /**
+   * The same images as ASR, without the trigger: the percentage the model already sends to
+   * the attacker's target (NaN without a trigger). A model that confuses classes puts some
+   * images there anyway, so ASR cannot fall far below this.
+   */
+  asr_no_trigger: number;
   clean_n: number;
   poison_n: number;
 }
@@ -51,6 +57,7 @@ export function evaluate(model: Module, split: ImageSplit, options: EvaluateOpti
   let poisoned = 0;
   let hits = 0;
   let robust = 0;
+  let hitsWithoutTrigger = 0;
   const trigger = options.trigger;
   const numClasses = split.numClasses;
   try {
@@ -78,8 +85,10 @@ export function evaluate(model: Module, split: ImageSplit, options: EvaluateOpti
           const stamped = predict(model, trigger.apply(subset), options.normalization);
           stamped.forEach((prediction, k) => {
             const label = labels[chosen[k]!]!;
+            const target = trigger.targetOf(label, numClasses);
             poisoned++;
-            if (prediction === trigger.targetOf(label, numClasses)) hits++;
+            if (prediction === target) hits++;
+            if (clean[chosen[k]!] === target) hitsWithoutTrigger++;
             if (prediction === label) robust++;
           });
         });
@@ -93,6 +102,7 @@ export function evaluate(model: Module, split: ImageSplit, options: EvaluateOpti
     ba: percent(correct, split.count),
     asr: percent(hits, poisoned),
     ra: percent(robust, poisoned),
+    asr_no_trigger: percent(hitsWithoutTrigger, poisoned),
     clean_n: split.count,
     poison_n: poisoned,
   };

@@ -25,10 +25,11 @@ const FILE_DTYPES: Readonly<Record<string, FileDType>> = {
   BOOL: 'bool',
 };
 
-const DTYPE_NAMES: Readonly<Record<Exclude<FileDType, 'bfloat16'>, string>> = {
+const DTYPE_NAMES: Readonly<Record<FileDType, string>> = {
   float32: 'F32',
   float64: 'F64',
   float16: 'F16',
+  bfloat16: 'BF16',
   int64: 'I64',
   int32: 'I32',
   int16: 'I16',

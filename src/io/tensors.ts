@@ -53,6 +53,7 @@ export const STORAGE_TYPE_OF: Readonly<Record<DType, string>> = {
   float32: 'FloatStorage',
   float64: 'DoubleStorage',
   float16: 'HalfStorage',
+  bfloat16: 'BFloat16Storage',
   int64: 'LongStorage',
   int32: 'IntStorage',
   int16: 'ShortStorage',

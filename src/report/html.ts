@@ -4,6 +4,15 @@
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
 
+/** Percentages; null where no attack was named. */
+export interface RunMetrics {
+  ba: number;
+  asr: number | null;
+  ra: number | null;
+  /** The ASR images without the trigger that already reach the target: ASR's floor. */
+  asr_no_trigger?: number | null;
+}
+
 export interface DefenseReport {
   method: string;
   model: string;
@@ -11,8 +20,8 @@ export interface DefenseReport {
   attack: string | null;
   target: number | null;
   detected_target: number | null;
-  before: { ba: number; asr: number | null; ra: number | null };
-  after: { ba: number; asr: number | null; ra: number | null };
+  before: RunMetrics;
+  after: RunMetrics;
   der: number | null;
   seconds: { inversion: number; purification: number; total: number };
   epochs: { epoch: number; lr: number; loss: number; ba: number | null; asr: number | null }[];
@@ -66,7 +75,7 @@ export async function reportHtml(report: DefenseReport, triggerPng: Buffer | nul
   const rows = (['before', 'after'] as const)
     .map(
       (when) =>
-        `<tr><th>${when}</th><td>${cell(report[when].ba)}</td><td>${cell(report[when].asr)}</td><td>${cell(report[when].ra)}</td></tr>`,
+        `<tr><th>${when}</th><td>${cell(report[when].ba)}</td><td>${cell(report[when].asr)}</td><td>${cell(report[when].ra)}</td><td>${cell(report[when].asr_no_trigger ?? null)}</td></tr>`,
     )
     .join('\n');
   const chart = report.epochs.length > 0 ? await epochChart(report.epochs) : '<p>No purification epochs.</p>';
@@ -85,7 +94,7 @@ img { image-rendering: pixelated; border: 1px solid #ccc; } .muted { color: #666
 <p>Model <code>${escape(report.model)}</code> on <code>${escape(report.data)}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
 Target class ${report.target ?? '–'}${report.detected_target === null ? ' (given)' : ` (detected: ${report.detected_target})`}.</p>
 <h2>Before and after</h2>
-<table><tr><th></th><th>BA %</th><th>ASR %</th><th>RA %</th></tr>
+<table><tr><th></th><th>BA %</th><th>ASR %</th><th>RA %</th><th title="the ASR images without the trigger that the model already sends to the target">target without trigger %</th></tr>
 ${rows}
 </table>
 <p>DER ${cell(report.der, 4)} · seconds: inversion ${report.seconds.inversion.toFixed(0)}, purification ${report.seconds.purification.toFixed(0)}, total ${report.seconds.total.toFixed(0)}</p>

@@ -93,6 +93,7 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     after: { ba: number; asr: number };
     epochs: { ba: number | null; loss: number }[];
     seconds: Record<string, number>;
+    trigger: { passes: number; history: { pass: number; size: number; improved: boolean }[] };
   };
   const report = JSON.parse(defended.stdout) as Report;
   for (const key of ['method', 'target', 'detected_target', 'before', 'after', 'der', 'seconds', 'epochs'])
@@ -100,6 +101,12 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   assert.equal(report.target, 1);
   assert.equal(report.detected_target, null);
   assert.equal(report.epochs.length, 2);
+  // The inversion's passes, one record each, in order.
+  assert.equal(report.trigger.passes, 3);
+  assert.deepEqual(
+    report.trigger.history.map((pass) => pass.pass),
+    [0, 1, 2],
+  );
   for (const key of ['inversion', 'purification', 'evaluation', 'load', 'total'])
     assert.ok(report.seconds[key]! >= 0, `seconds.${key}`);
   // --seed seeds everything (the inversion's start, purification): the same command repeats.
@@ -122,11 +129,23 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'self-contained');
   assert.deepEqual(report.options, { epochs: 2 }, 'only the settings that differ from the published ones');
   assert.match(html, /differ from the published configuration: <code>epochs = 2<\/code>/);
-  // --refit-head is recorded in the JSON and named in the HTML.
+  // --refit-head and the bfloat16 settings are recorded in the JSON and named in the HTML.
   const refitOut = join(folder, 'refit.safetensors');
-  const refit = mcldef([...defended.args.map((arg) => (arg === out ? refitOut : arg)), '--refit-head']);
+  const refit = mcldef([
+    ...defended.args.map((arg) => (arg === out ? refitOut : arg)),
+    '--refit-head',
+    '--precision',
+    'bfloat16',
+    '--inversion-precision',
+    'bfloat16',
+  ]);
   assert.equal(refit.status, 0, refit.stderr);
-  assert.deepEqual((JSON.parse(refit.stdout) as Report).options, { epochs: 2, refit_head: true });
+  assert.deepEqual((JSON.parse(refit.stdout) as Report).options, {
+    epochs: 2,
+    refit_head: true,
+    precision: 'bfloat16',
+    inversion_precision: 'bfloat16',
+  });
   assert.match(readFileSync(join(folder, 'refit-report', 'report.html'), 'utf8'), /refit_head = true/);
   const detected = mcldef([
     'detect',

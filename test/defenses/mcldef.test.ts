@@ -185,6 +185,12 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   assert.equal(detection.target, 2);
   const trigger = invertTrigger(model, clean, 2, { passes: 30, seed: 1 });
   assert.ok(trigger.found);
+  // Under bfloat16 autocast the inversion finds a trigger of about the same size.
+  const fast = invertTrigger(model, clean, 2, { passes: 30, seed: 1, precision: 'bfloat16' });
+  assert.ok(fast.found && fast.size <= 2 * trigger.size, `bfloat16 size ${fast.size}, float32 ${trigger.size}`);
+  fast.dispose();
+  const copy = new TinyNet();
+  copy.loadStateDict(model.stateDict());
   const published = purify(model, clean, trigger, { epochs: 10, lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01) });
   const afterPublished = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
   console.log(
@@ -192,6 +198,16 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   );
   assert.ok(afterPublished.asr < 20, `ASR after ${afterPublished.asr}`);
   assert.ok(afterPublished.ba >= 50, `BA after ${afterPublished.ba} (chance is 25)`);
+  // Purification under bfloat16 autocast, same trigger, same start: close to float32's result.
+  purify(copy, clean, trigger, { epochs: 10, lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01), precision: 'bfloat16' });
+  const afterFast = evaluate(copy, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  console.log(`synthetic MCLDef in bfloat16: BA ${afterFast.ba.toFixed(1)}, ASR ${afterFast.asr.toFixed(1)}`);
+  assert.ok(afterFast.asr < 20, `bfloat16: ASR ${afterFast.asr}`);
+  assert.ok(
+    Math.abs(afterFast.ba - afterPublished.ba) <= 10,
+    `bfloat16: BA ${afterFast.ba}, float32 ${afterPublished.ba}`,
+  );
+  copy.dispose();
   for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
 });
 

@@ -289,3 +289,55 @@ test('finalizer backstop: a forgotten tensor is freed after garbage collection',
   }
   assert.equal(liveTensorCount(), baseline);
 });
+
+test('bfloat16: conversion rounds to 8 significant bits; raw bits read back as the top half of float32', () => {
+  tidy(() => {
+    const a = tensor([1, 1 + 2 ** -9, 1 + 2 ** -7, -2.5]);
+    const b = a.to('bfloat16');
+    assert.equal(b.dtype, 'bfloat16');
+    assert.deepEqual(b.float().toArray(), [1, 1, 1 + 2 ** -7, -2.5], '2^-9 is below bfloat16 precision at 1');
+    assert.deepEqual(Array.from(b.toTypedArray() as Uint16Array), [0x3f80, 0x3f80, 0x3f81, 0xc020]);
+  });
+});
+
+test('autocast: convolutions run in bfloat16 within its precision, gradients reach float32 inputs, state restored', async () => {
+  const { atPrecision, autocast, grad, isAutocastEnabled } = await import('../../src/index.js');
+  manualSeed(3);
+  tidy(() => {
+    const weight = randn([8, 3, 3, 3]).mul(0.3);
+    const input = rand([2, 3, 8, 8]).requiresGrad_(true);
+    const conv = (x: Tensor): Tensor => F.conv2d(x, weight, null, { padding: 1 }).relu().mean([2, 3]);
+    const exact = conv(input);
+    const fast = autocast(() => conv(input.contiguous('channels_last')));
+    assert.equal(fast.dtype, 'bfloat16', 'the convolution ran in bfloat16');
+    assert.equal(isAutocastEnabled(), false, 'autocast is off again after the function');
+    const error = exact.sub(fast.float()).abs().max().item();
+    assert.ok(error > 0 && error < 0.05, `bfloat16 error ${error}`);
+    // atPrecision returns float32, and its gradient w.r.t. the float32 input is close to the exact one.
+    const [exactGrad] = grad(exact.sum(), [input]);
+    const viaPrecision = atPrecision('bfloat16', input, conv);
+    assert.equal(viaPrecision.dtype, 'float32');
+    const [fastGrad] = grad(viaPrecision.sum(), [input]);
+    assert.equal(fastGrad!.dtype, 'float32');
+    // bfloat16 keeps 8 significant bits and a ReLU may flip near zero: the gradient is an
+    // approximation, a few percent off but pointing the same way.
+    const gradError = exactGrad!.sub(fastGrad!).norm().item() / exactGrad!.norm().item();
+    const cosine = F.cosineSimilarity(exactGrad!.flatten(), fastGrad!.flatten(), 0).item();
+    assert.ok(gradError > 0 && gradError < 0.1 && cosine > 0.99, `relative error ${gradError}, cosine ${cosine}`);
+    // Nested regions and a throwing function leave the state as it was.
+    autocast(() => {
+      autocast(() => assert.equal(isAutocastEnabled(), true));
+      assert.equal(isAutocastEnabled(), true, 'the inner exit keeps the outer region on');
+    });
+    assert.throws(
+      () =>
+        autocast(() => {
+          throw new Error('inside');
+        }),
+      /inside/,
+    );
+    assert.equal(isAutocastEnabled(), false);
+    // channels_last keeps values and shape.
+    assert.deepEqual(input.contiguous('channels_last').toArray(), input.toArray());
+  });
+});

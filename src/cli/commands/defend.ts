@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 
 import { Command, Option } from 'commander';
 
+import type { Precision } from '../../engine/autograd.js';
 import { subset } from '../../data/subset.js';
 import { parseDataSpec } from '../../data/load.js';
 import {
@@ -17,7 +18,7 @@ import {
 } from '../../defenses/mcldef/index.js';
 import { type Metrics, defenseEffectivenessRating, evaluate } from '../../eval/metrics.js';
 import { saveWeights } from '../../io/index.js';
-import { reportHtml } from '../../report/html.js';
+import { type DefenseReport, reportHtml } from '../../report/html.js';
 import { triggerPng } from '../../report/trigger-image.js';
 import { writeFileAtomic } from '../../io/checkpoint.js';
 import {
@@ -50,6 +51,10 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   passes: number;
   scanPasses: number;
   anomalyScale: AnomalyScale;
+  /** The model's passes in purification (and the frozen features, the head re-fit). */
+  precision: Precision;
+  /** The model's passes in the inversion and the detection scan. */
+  inversionPrecision: Precision;
   inversionPatience?: number;
   epochs: number;
   batchSize: number;
@@ -116,6 +121,14 @@ function addDefenseOptions(command: Command): Command {
       )
         .choices(['linear', 'log'])
         .default('linear'),
+    )
+    .addOption(
+      new Option(
+        '--inversion-precision <p>',
+        "the model's passes in the inversion and the detection scan: float32 (published) or bfloat16 autocast (about 2.2× faster on CPUs with AMX / AVX-512 BF16, but it finds a different trigger; see the README)",
+      )
+        .choices(['float32', 'bfloat16'])
+        .default('float32'),
     )
     .addOption(
       new Option(
@@ -187,6 +200,14 @@ export function defendCommand(): Command {
     )
     .addOption(
       new Option(
+        '--precision <p>',
+        "the model's passes in purification: float32 (published) or bfloat16 autocast (about 2× faster on CPUs with AMX / AVX-512 BF16, the same BA/ASR within 0.05 points where measured; evaluation stays float32)",
+      )
+        .choices(['float32', 'bfloat16'])
+        .default('float32'),
+    )
+    .addOption(
+      new Option(
         '--refit-head',
         'after purification, re-fit the classification head on the clean images (backbone frozen): keeps BA, at some cost in ASR (see README)',
       ),
@@ -226,8 +247,8 @@ export function defendCommand(): Command {
 }
 
 /** The purification settings that differ from the published configuration (for the report). */
-function purificationChanges(flags: DefendFlags): Record<string, number | boolean> {
-  const changes: Record<string, number | boolean> = {};
+function purificationChanges(flags: DefendFlags): Record<string, number | boolean | string> {
+  const changes: Record<string, number | boolean | string> = {};
   if (flags.epochs !== PUBLISHED_PURIFICATION.epochs) changes.epochs = flags.epochs;
   if (flags.batchSize !== PUBLISHED_PURIFICATION.batchSize) changes.batch_size = flags.batchSize;
   if (flags.temperature !== PUBLISHED_PURIFICATION.temperature) changes.temperature = flags.temperature;
@@ -237,6 +258,8 @@ function purificationChanges(flags: DefendFlags): Record<string, number | boolea
   if (flags.cleanFeatureWeight > 0) changes.clean_feature_weight = flags.cleanFeatureWeight;
   if (flags.refitHead === true) changes.refit_head = true;
   if (flags.recalibrateBn === true) changes.recalibrate_bn = true;
+  if (flags.precision !== 'float32') changes.precision = flags.precision;
+  if (flags.inversionPrecision !== 'float32') changes.inversion_precision = flags.inversionPrecision;
   return changes;
 }
 
@@ -266,6 +289,7 @@ function runDetect(flags: DefendFlags): void {
     method: flags.inversion,
     scanPasses: flags.scanPasses,
     scale: flags.anomalyScale,
+    precision: flags.inversionPrecision,
     seed: flags.seed,
     onClass: (c) => say(flags, `  class ${c.label}: size ${c.size.toFixed(1)} (${c.seconds.toFixed(1)} s)`),
   });
@@ -314,7 +338,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
   const before = measure();
   say(
     flags,
-    `before: BA ${before.ba.toFixed(2)}%${attack ? `  ASR ${before.asr.toFixed(2)}%  RA ${before.ra.toFixed(2)}%` : ''}`,
+    `before: BA ${before.ba.toFixed(2)}%${attack ? `  ASR ${before.asr.toFixed(2)}%  RA ${before.ra.toFixed(2)}%  (without the trigger ${before.asr_no_trigger.toFixed(2)}% reach the target)` : ''}`,
   );
 
   const inversionStart = performance.now();
@@ -326,6 +350,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
       method: flags.inversion,
       scanPasses: flags.scanPasses,
       scale: flags.anomalyScale,
+      precision: flags.inversionPrecision,
       seed: flags.seed,
       batchSize: flags.batchSize,
     });
@@ -361,6 +386,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     passes: flags.passes,
     batchSize: flags.batchSize,
     seed: flags.seed,
+    precision: flags.inversionPrecision,
     ...(patience === undefined ? {} : { patience }),
     onPass: (p) => {
       if (flags.quiet !== true && (p.pass % 10 === 9 || p.improved))
@@ -392,6 +418,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     refitHead: flags.refitHead === true,
     lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
     seed: flags.seed,
+    precision: flags.precision,
     ...(monitorSet === undefined
       ? {}
       : {
@@ -411,7 +438,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
   const total = (performance.now() - started) / 1000;
   say(
     flags,
-    `after:  BA ${after.ba.toFixed(2)}%${attack ? `  ASR ${after.asr.toFixed(2)}%  RA ${after.ra.toFixed(2)}%  DER ${defenseEffectivenessRating(before, after).toFixed(4)}` : ''}`,
+    `after:  BA ${after.ba.toFixed(2)}%${attack ? `  ASR ${after.asr.toFixed(2)}%  RA ${after.ra.toFixed(2)}%  (without the trigger ${after.asr_no_trigger.toFixed(2)}%)  DER ${defenseEffectivenessRating(before, after).toFixed(4)}` : ''}`,
   );
   const seconds = {
     // inversion includes the detection scan (SPEC §6's key); the rest break the total down.
@@ -432,10 +459,11 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     saveWeights(flags.out, model, { arch: flags.arch, defense: 'mcldef', target });
     say(flags, `saved ${flags.out}`);
   }
-  const pick = (m: Metrics): { ba: number; asr: number | null; ra: number | null } => ({
+  const pick = (m: Metrics): DefenseReport['before'] => ({
     ba: m.ba,
     asr: attack ? m.asr : null,
     ra: attack ? m.ra : null,
+    asr_no_trigger: attack ? m.asr_no_trigger : null,
   });
   const report = {
     method: flags.method,
@@ -461,6 +489,14 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
       size: trigger.size,
       attack_accuracy: trigger.attackAccuracy,
       passes: trigger.passes,
+      // Every pass, so the effect of the inversion's patience can be read from any run.
+      history: trigger.history.map((pass) => ({
+        pass: pass.pass,
+        attack_accuracy: pass.attackAccuracy,
+        size: pass.size,
+        cost: pass.cost,
+        improved: pass.improved,
+      })),
     },
   };
   const reportDir =

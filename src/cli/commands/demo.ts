@@ -159,6 +159,8 @@ async function demo(flags: DemoFlags): Promise<void> {
     passes: 100,
     scanPasses: DEFAULT_SCAN_PASSES,
     anomalyScale: 'linear',
+    precision: 'float32',
+    inversionPrecision: 'float32',
     epochs: 20,
     batchSize: 64,
     temperature: 0.5,

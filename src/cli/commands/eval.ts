@@ -48,7 +48,7 @@ function runEval(flags: EvalFlags): void {
   if (attack !== undefined) {
     say(
       flags,
-      `ASR ${metrics.asr.toFixed(2)}%  RA ${metrics.ra.toFixed(2)}% on ${metrics.poison_n} triggered images (${attack.name}, ${attack.mode}, target ${flags.target}); BA over non-target images ${metrics.ba_non_target?.toFixed(2) ?? '-'}%`,
+      `ASR ${metrics.asr.toFixed(2)}%  RA ${metrics.ra.toFixed(2)}% on ${metrics.poison_n} triggered images (${attack.name}, ${attack.mode}, target ${flags.target}); ${metrics.asr_no_trigger.toFixed(2)}% of the same images reach the target without the trigger; BA over non-target images ${metrics.ba_non_target?.toFixed(2) ?? '-'}%`,
     );
   }
   say(flags, `(${seconds.toFixed(1)} s)`);

@@ -9,7 +9,7 @@
 // 'mask' (the older code, Neural Cleanse): x' = (1−m)·x + m·p with m ∈ [0,1]^{H×W},
 // p ∈ [0,1]^{C×H×W}; loss = CE + λ·|m|₁; Adam(lr 0.005); stops after `patience` passes
 // without a smaller mask among those reaching the attack accuracy.
-import { noGrad } from '../../engine/autograd.js';
+import { type Precision, atPrecision, noGrad } from '../../engine/autograd.js';
 import { full, rand, tensor } from '../../engine/creation.js';
 import * as F from '../../engine/functional.js';
 import { Adam } from '../../engine/optim/adam.js';
@@ -39,6 +39,12 @@ export interface InversionOptions {
    */
   patience?: number;
   seed?: number;
+  /**
+   * 'bfloat16' runs the model's forward and backward passes under bfloat16 autocast
+   * (`atPrecision`), about 2.5× faster on CPUs with AMX; the pattern and its optimizer stay
+   * float32. Default 'float32', as the published code.
+   */
+  precision?: Precision;
   /** Called after each pass. */
   onPass?: (record: InversionPass) => void;
 }
@@ -230,6 +236,7 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
   const threshold = options.attackThreshold ?? 0.9;
   const patience = options.patience ?? Infinity;
   const seed = options.seed ?? 0;
+  const precision = options.precision ?? 'float32';
   const positive = keep(rand([channels, height, width]).requiresGrad_(true));
   const negative = keep(rand([channels, height, width]).requiresGrad_(true));
   const optimizer = new Adam([positive, negative], { lr: options.lr ?? 0.1, betas: [0.5, 0.9] });
@@ -250,7 +257,9 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
       for (const images of passBatches(clean, batchSize, seed, pass)) {
         const [loss, regularizer, correct] = tidy(() => {
           const delta = positive.clamp(0, 1).sub(negative.clamp(0, 1));
-          const logits = model.forward(normalize(stampAdditive(images, delta), clean.normalization));
+          const logits = atPrecision(precision, normalize(stampAdditive(images, delta), clean.normalization), (input) =>
+            model.forward(input),
+          );
           const targets = full([images.size(0)], target, { dtype: 'int64' });
           const regularizer = patternRegularizer(positive, negative);
           const loss = F.crossEntropy(logits, targets).add(regularizer.mul(cost));
@@ -331,6 +340,7 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
   const patience = options.patience ?? 30;
   const lambda = options.cost ?? (height * width >= 224 * 224 ? 0.001 : 0.01);
   const seed = options.seed ?? 0;
+  const precision = options.precision ?? 'float32';
   // Free variables in tanh space, as Neural Cleanse parameterizes them.
   const maskRaw = keep(rand([1, 1, height, width]).mul(2).sub(1).requiresGrad_(true));
   const patternRaw = keep(rand([1, channels, height, width]).mul(2).sub(1).requiresGrad_(true));
@@ -353,7 +363,9 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
         const [loss, correct] = tidy(() => {
           const mask = squash(maskRaw);
           const stamped = images.mul(mask.rsub(1)).add(squash(patternRaw).mul(mask));
-          const logits = model.forward(normalize(stamped, clean.normalization));
+          const logits = atPrecision(precision, normalize(stamped, clean.normalization), (input) =>
+            model.forward(input),
+          );
           const targets = full([images.size(0)], target, { dtype: 'int64' });
           const loss = F.crossEntropy(logits, targets).add(mask.sum().mul(lambda));
           optimizer.zeroGrad();

@@ -7,7 +7,7 @@
 // The frozen model is deterministic (eval mode, fixed images, fixed trigger), so its
 // features are computed once before training instead of twice per batch: the same loss
 // as the published code without a second model or 2×20 extra forward passes.
-import { noGrad } from '../../engine/autograd.js';
+import { type Precision, atPrecision, noGrad } from '../../engine/autograd.js';
 import { tensor, zeros } from '../../engine/creation.js';
 import * as F from '../../engine/functional.js';
 import { FunctionLR } from '../../engine/optim/lr-scheduler.js';
@@ -68,6 +68,12 @@ export interface PurifyOptions {
   /** Stop when the epoch loss has not fallen by 1 % for this many epochs (off by default). */
   earlyStopPatience?: number;
   seed?: number;
+  /**
+   * 'bfloat16' runs every forward and backward pass of the model under bfloat16 autocast
+   * (`atPrecision`), about 2× faster on CPUs with AMX; weights, optimizer state and the loss
+   * stay float32. Default 'float32', as the published code.
+   */
+  precision?: Precision;
   /** Called after each epoch, e.g. to measure BA/ASR on held-out data. */
   onEpoch?: (record: PurifyEpoch) => void;
   /** Extra per-epoch monitoring whose results are merged into the record. */
@@ -120,13 +126,17 @@ function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> 
  * Re-fits the head (the parameters `classify` uses) by full-batch Adam on cross-entropy over
  * the clean images' features, computed once in eval mode; the backbone does not change.
  */
-export function refitHead(model: Classifier, clean: ImageSplit, options: { steps?: number; lr?: number } = {}): void {
+export function refitHead(
+  model: Classifier,
+  clean: ImageSplit,
+  options: { steps?: number; lr?: number; precision?: Precision } = {},
+): void {
   const wasTraining = model.training;
   model.eval();
   const features = noGrad(() => {
     const parts: Tensor[] = [];
     for (const batch of cleanBatches(clean, 256)) {
-      parts.push(tidy(() => model.features(batch)));
+      parts.push(keep(atPrecision(options.precision ?? 'float32', batch, (images) => model.features(images))));
       batch.dispose();
     }
     const all = keep(F.cat(parts, 0));
@@ -166,7 +176,9 @@ function frozenFeatures(
   clean: ImageSplit,
   trigger: { apply(images: Tensor): Tensor },
   batchSize: number,
+  precision: Precision,
 ): { positive: Tensor; negative: Tensor } {
+  const featuresOf = (input: Tensor): Tensor => atPrecision(precision, input, (images) => model.features(images));
   const wasTraining = model.training;
   model.eval();
   const positives: Tensor[] = [];
@@ -176,8 +188,8 @@ function frozenFeatures(
       const count = Math.min(batchSize, clean.count - start);
       tidy(() => {
         const images = toUnitRange(clean.images.narrow(0, start, count));
-        positives.push(keep(model.features(normalize(images, clean.normalization))));
-        negatives.push(keep(model.features(normalize(trigger.apply(images), clean.normalization))));
+        positives.push(keep(featuresOf(normalize(images, clean.normalization))));
+        negatives.push(keep(featuresOf(normalize(trigger.apply(images), clean.normalization))));
       });
     }
   });
@@ -204,7 +216,9 @@ export function purify(
   const cleanFeatureWeight = options.cleanFeatureWeight ?? 0;
   const schedule = options.lrSchedule ?? 'cifar';
   const lrOf = typeof schedule === 'function' ? schedule : (epoch: number) => publishedLr(schedule, epoch);
-  const { positive, negative } = frozenFeatures(model, clean, trigger, 256);
+  const precision = options.precision ?? 'float32';
+  const featuresOf = (input: Tensor): Tensor => atPrecision(precision, input, (images) => model.features(images));
+  const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
   const featureSeconds = (performance.now() - started) / 1000;
   let monitorSeconds = 0;
   const optimizer = new SGD(model.parameters(), {
@@ -230,7 +244,7 @@ export function purify(
         const loss = tidy(() => {
           const index = tensor(indices, { dtype: 'int64' });
           const images = toUnitRange(clean.images.indexSelect(0, index));
-          const anchor = model.features(normalize(trigger.apply(images), clean.normalization));
+          const anchor = featuresOf(normalize(trigger.apply(images), clean.normalization));
           let loss = contrastiveLoss(
             anchor,
             positive.indexSelect(0, index),
@@ -240,7 +254,7 @@ export function purify(
           const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
           // Both clean terms share one forward pass of the clean images.
           const cleanFeatures =
-            cleanWeight > 0 || cleanFeatureWeight > 0 ? model.features(normalize(images, clean.normalization)) : null;
+            cleanWeight > 0 || cleanFeatureWeight > 0 ? featuresOf(normalize(images, clean.normalization)) : null;
           if (cleanWeight > 0) {
             loss = loss.add(F.crossEntropy(model.classify(cleanFeatures!), labels!).mul(cleanWeight));
           }
@@ -287,7 +301,7 @@ export function purify(
     if (options.recalibrateBatchNorm === true) {
       recalibrateBatchNorm(model, cleanBatches(clean, 256));
     }
-    if (options.refitHead === true) refitHead(model, clean);
+    if (options.refitHead === true) refitHead(model, clean, { precision });
   } finally {
     optimizer.dispose();
     positive.dispose();
