@@ -136,7 +136,7 @@ export function refitHead(
   const features = noGrad(() => {
     const parts: Tensor[] = [];
     for (const batch of cleanBatches(clean, 256)) {
-      parts.push(keep(atPrecision(options.precision ?? 'float32', batch, (images) => model.features(images))));
+      parts.push(tidy(() => atPrecision(options.precision ?? 'float32', batch, (images) => model.features(images))));
       batch.dispose();
     }
     const all = keep(F.cat(parts, 0));
