@@ -337,7 +337,11 @@ test('autocast: convolutions run in bfloat16 within its precision, gradients rea
       /inside/,
     );
     assert.equal(isAutocastEnabled(), false);
-    // channels_last keeps values and shape.
-    assert.deepEqual(input.contiguous('channels_last').toArray(), input.toArray());
+    // channels_last keeps values and shape but not the row-major layout: a flat view fails.
+    const channelsLast = input.contiguous('channels_last');
+    assert.deepEqual(channelsLast.toArray(), input.toArray());
+    assert.deepEqual(input.view([2, -1]).shape, [2, 192]);
+    assert.throws(() => channelsLast.view([2, -1]), /view/);
+    assert.deepEqual(channelsLast.contiguous().view([2, -1]).shape, [2, 192]);
   });
 });

@@ -41,7 +41,7 @@ export interface InversionOptions {
   seed?: number;
   /**
    * 'bfloat16' runs the model's forward and backward passes under bfloat16 autocast
-   * (`atPrecision`), about 2.5× faster on CPUs with AMX; the pattern and its optimizer stay
+   * (`atPrecision`), about 2.2× faster a pass on CPUs with AMX; the pattern and its optimizer stay
    * float32. Default 'float32', as the published code.
    */
   precision?: Precision;

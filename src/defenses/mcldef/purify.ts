@@ -110,6 +110,11 @@ export function contrastiveLoss(anchor: Tensor, positive: Tensor, negative: Tens
   });
 }
 
+/** The model's features of normalized images, at `precision`. */
+function featuresAt(model: Classifier, precision: Precision, input: Tensor): Tensor {
+  return atPrecision(precision, input, (images) => model.features(images));
+}
+
 /** The clean images in order, normalized, `batchSize` at a time (the consumer disposes each). */
 function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> {
   for (let start = 0; start < clean.count; start += batchSize) {
@@ -136,7 +141,7 @@ export function refitHead(
   const features = noGrad(() => {
     const parts: Tensor[] = [];
     for (const batch of cleanBatches(clean, 256)) {
-      parts.push(tidy(() => atPrecision(options.precision ?? 'float32', batch, (images) => model.features(images))));
+      parts.push(tidy(() => featuresAt(model, options.precision ?? 'float32', batch)));
       batch.dispose();
     }
     const all = keep(F.cat(parts, 0));
@@ -178,7 +183,6 @@ function frozenFeatures(
   batchSize: number,
   precision: Precision,
 ): { positive: Tensor; negative: Tensor } {
-  const featuresOf = (input: Tensor): Tensor => atPrecision(precision, input, (images) => model.features(images));
   const wasTraining = model.training;
   model.eval();
   const positives: Tensor[] = [];
@@ -188,8 +192,8 @@ function frozenFeatures(
       const count = Math.min(batchSize, clean.count - start);
       tidy(() => {
         const images = toUnitRange(clean.images.narrow(0, start, count));
-        positives.push(keep(featuresOf(normalize(images, clean.normalization))));
-        negatives.push(keep(featuresOf(normalize(trigger.apply(images), clean.normalization))));
+        positives.push(keep(featuresAt(model, precision, normalize(images, clean.normalization))));
+        negatives.push(keep(featuresAt(model, precision, normalize(trigger.apply(images), clean.normalization))));
       });
     }
   });
@@ -217,7 +221,6 @@ export function purify(
   const schedule = options.lrSchedule ?? 'cifar';
   const lrOf = typeof schedule === 'function' ? schedule : (epoch: number) => publishedLr(schedule, epoch);
   const precision = options.precision ?? 'float32';
-  const featuresOf = (input: Tensor): Tensor => atPrecision(precision, input, (images) => model.features(images));
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
   const featureSeconds = (performance.now() - started) / 1000;
   let monitorSeconds = 0;
@@ -244,7 +247,7 @@ export function purify(
         const loss = tidy(() => {
           const index = tensor(indices, { dtype: 'int64' });
           const images = toUnitRange(clean.images.indexSelect(0, index));
-          const anchor = featuresOf(normalize(trigger.apply(images), clean.normalization));
+          const anchor = featuresAt(model, precision, normalize(trigger.apply(images), clean.normalization));
           let loss = contrastiveLoss(
             anchor,
             positive.indexSelect(0, index),
@@ -254,7 +257,9 @@ export function purify(
           const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
           // Both clean terms share one forward pass of the clean images.
           const cleanFeatures =
-            cleanWeight > 0 || cleanFeatureWeight > 0 ? featuresOf(normalize(images, clean.normalization)) : null;
+            cleanWeight > 0 || cleanFeatureWeight > 0
+              ? featuresAt(model, precision, normalize(images, clean.normalization))
+              : null;
           if (cleanWeight > 0) {
             loss = loss.add(F.crossEntropy(model.classify(cleanFeatures!), labels!).mul(cleanWeight));
           }
