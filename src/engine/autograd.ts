@@ -1,4 +1,6 @@
 // Grad mode scopes, gradients with respect to inputs, and global engine settings.
+import { readFileSync } from 'node:fs';
+
 import { native } from './native.js';
 import { Tensor } from './tensor.js';
 import { tidy } from './scope.js';
@@ -40,6 +42,39 @@ export function autocast<T>(fn: () => T): T {
 
 /** float32, or bfloat16 autocast over channels-last images (see `autocast`). */
 export type Precision = 'float32' | 'bfloat16';
+
+/** A precision, or 'auto': bfloat16 where the CPU computes it natively, float32 elsewhere. */
+export type PrecisionChoice = Precision | 'auto';
+
+/**
+ * Whether a Linux /proc/cpuinfo text lists native bfloat16 arithmetic (AVX-512 BF16 or AMX).
+ * Without it oneDNN emulates bfloat16 with float32 instructions, which is no faster than
+ * float32, so 'auto' must not pick it there.
+ */
+export function cpuinfoHasBfloat16(cpuinfo: string): boolean {
+  const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1]?.split(/\s+/) ?? [];
+  return flags.includes('avx512_bf16') || flags.includes('amx_bf16');
+}
+
+let nativeBfloat16: boolean | undefined;
+
+/** Whether this machine's CPU has native bfloat16 (read once from /proc/cpuinfo; false where absent). */
+export function hasNativeBfloat16(): boolean {
+  if (nativeBfloat16 === undefined) {
+    try {
+      nativeBfloat16 = cpuinfoHasBfloat16(readFileSync('/proc/cpuinfo', 'utf8'));
+    } catch {
+      nativeBfloat16 = false;
+    }
+  }
+  return nativeBfloat16;
+}
+
+/** The precision to run at: 'auto' becomes bfloat16 on CPUs with native bfloat16, else float32. */
+export function resolvePrecision(choice: PrecisionChoice): Precision {
+  if (choice !== 'auto') return choice;
+  return hasNativeBfloat16() ? 'bfloat16' : 'float32';
+}
 
 /**
  * `fn(input)` at `precision`, returned as float32. For 'bfloat16' the (N×C×H×W) input is

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { PNG } from 'pngjs';
+import { hasNativeBfloat16 } from '../../src/engine/autograd.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
@@ -127,7 +128,13 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   assert.match(html, /<svg/);
   assert.match(html, /data:image\/png;base64,/);
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'self-contained');
-  assert.deepEqual(report.options, { epochs: 2 }, 'only the settings that differ from the published ones');
+  // The default precision is 'auto': bfloat16 purification where the CPU has it natively.
+  const autoPrecision = hasNativeBfloat16() ? { precision: 'bfloat16' } : {};
+  assert.deepEqual(
+    report.options,
+    { epochs: 2, ...autoPrecision },
+    'only the settings that differ from the published ones',
+  );
   assert.match(html, /differ from the published configuration: <code>epochs = 2<\/code>/);
   // --refit-head and the bfloat16 settings are recorded in the JSON and named in the HTML.
   const refitOut = join(folder, 'refit.safetensors');
@@ -178,4 +185,17 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   const blindReport = JSON.parse(blind.stdout) as { detected_target: number | null; before: { asr: number } };
   assert.equal(typeof blindReport.before.asr, 'number');
   assert.ok('detected_target' in blindReport);
+});
+
+test("defend's presets: 'auto' precision and inversion patience by default, float32 and no patience when published", async () => {
+  const { inversionPatience, purificationPrecision, DEFAULT_INVERSION_PATIENCE } =
+    await import('../../src/cli/commands/defend.js');
+  const auto = hasNativeBfloat16() ? 'bfloat16' : 'float32';
+  assert.equal(purificationPrecision({ preset: 'default' }), auto);
+  assert.equal(purificationPrecision({ preset: 'published' }), 'float32');
+  assert.equal(purificationPrecision({ preset: 'published', precision: 'bfloat16' }), 'bfloat16', 'a flag wins');
+  assert.equal(purificationPrecision({ preset: 'default', precision: 'float32' }), 'float32');
+  assert.equal(inversionPatience({ preset: 'default' }), DEFAULT_INVERSION_PATIENCE);
+  assert.equal(inversionPatience({ preset: 'published' }), undefined);
+  assert.equal(inversionPatience({ preset: 'published', inversionPatience: 5 }), 5);
 });

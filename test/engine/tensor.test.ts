@@ -345,3 +345,17 @@ test('autocast: convolutions run in bfloat16 within its precision, gradients rea
     assert.deepEqual(channelsLast.contiguous().view([2, -1]).shape, [2, 192]);
   });
 });
+
+test("precision 'auto': bfloat16 only where /proc/cpuinfo lists native bfloat16", async () => {
+  const { cpuinfoHasBfloat16, hasNativeBfloat16, resolvePrecision } = await import('../../src/index.js');
+  const cpu = (flags: string): string => `processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: ${flags}\nbogomips\t: 1\n`;
+  assert.equal(cpuinfoHasBfloat16(cpu('fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni')), true);
+  assert.equal(cpuinfoHasBfloat16(cpu('fpu sse2 avx2 amx_bf16 amx_tile amx_int8')), true);
+  // AVX-512 without BF16 emulates bfloat16 (no faster than float32); 'avx512_bf16x' is no such flag.
+  assert.equal(cpuinfoHasBfloat16(cpu('fpu sse2 avx2 avx512f avx512bw avx512vl avx512_bf16x')), false);
+  assert.equal(cpuinfoHasBfloat16('vm flags\t: avx512_bf16\n'), false, 'only the "flags" line counts');
+  assert.equal(cpuinfoHasBfloat16(''), false);
+  assert.equal(resolvePrecision('float32'), 'float32');
+  assert.equal(resolvePrecision('bfloat16'), 'bfloat16');
+  assert.equal(resolvePrecision('auto'), hasNativeBfloat16() ? 'bfloat16' : 'float32');
+});
