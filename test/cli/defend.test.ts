@@ -182,9 +182,22 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     '2',
   ]);
   assert.equal(blind.status, 0, blind.stderr);
-  const blindReport = JSON.parse(blind.stdout) as { detected_target: number | null; before: { asr: number } };
+  const blindReport = JSON.parse(blind.stdout) as {
+    detected_target: number | null;
+    before: { asr: number };
+    detection: { classes: { label: number; size: number; l1: number; anomalyIndex: number }[]; median: number };
+  };
   assert.equal(typeof blindReport.before.asr, 'number');
   assert.ok('detected_target' in blindReport);
+  // The scan's statistics travel with the defend report, whether or not a class was flagged.
+  assert.deepEqual(
+    blindReport.detection.classes.map((c) => c.label),
+    [0, 1, 2],
+  );
+  for (const c of blindReport.detection.classes) {
+    // Δ ∈ [−1, 1] with pruned entries under 1/255: its L1 lies between size/255 and 3·size.
+    assert.ok(c.l1 >= c.size / 255 && c.l1 <= 3 * c.size, `class ${c.label}: L1 ${c.l1}, size ${c.size}`);
+  }
 });
 
 test("defend's presets: 'auto' precision and inversion patience by default, float32 and no patience when published", async () => {

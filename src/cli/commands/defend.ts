@@ -279,7 +279,7 @@ function printDetection(flags: CommonFlags, detection: DetectionResult): void {
   for (const c of detection.classes) {
     say(
       flags,
-      `  class ${c.label}: trigger size ${c.size.toFixed(1)}  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%`,
+      `  class ${c.label}: trigger size ${c.size.toFixed(1)}  anomaly index ${c.anomalyIndex.toFixed(2)}  L1 ${c.l1.toFixed(1)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%`,
     );
   }
   say(
@@ -357,6 +357,8 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
   let target = flags.target;
   let detected: number | null = null;
   let detectionSeconds = 0;
+  // The scan's per-class statistics, kept in the JSON report when the target was detected.
+  let scan: Pick<DetectionResult, 'classes' | 'median' | 'mad'> | undefined;
   if (!flags.targetGiven) {
     const detection = detectBackdoor(model, clean, {
       method: flags.inversion,
@@ -369,6 +371,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     printDetection(flags, detection);
     detected = detection.target;
     detectionSeconds = detection.seconds;
+    scan = { classes: detection.classes, median: detection.median, mad: detection.mad };
     if (detected === null) {
       say(flags, 'nothing to remove: the model is left unchanged');
       writeJson(flags.json, {
@@ -387,6 +390,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
           total: (performance.now() - started) / 1000,
         },
         epochs: [],
+        detection: scan,
       });
       return;
     }
@@ -512,6 +516,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
         improved: pass.improved,
       })),
     },
+    ...(scan === undefined ? {} : { detection: scan }),
   };
   const reportDir =
     flags.reportDir ??

@@ -1,6 +1,7 @@
 // Backdoor detection without a known target: a cheap inversion towards every class, then
 // Neural Cleanse's median-absolute-deviation anomaly index over the trigger sizes. A class
 // whose trigger is anomalously small (index > 2, below the median) is the flagged target.
+import { tidy } from '../../engine/scope.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { subset } from '../../data/subset.js';
 import type { Module } from '../../nn/module.js';
@@ -33,6 +34,8 @@ export interface DetectOptions extends InversionOptions {
 export interface ClassScan {
   label: number;
   size: number;
+  /** Σ|Δ| of the scan's pattern (mask method: |m|₁, the size): the trigger's strength, not its extent. */
+  l1: number;
   attackAccuracy: number;
   found: boolean;
   seconds: number;
@@ -98,6 +101,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
       const scan = {
         label,
         size: trigger.size,
+        l1: trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size,
         attackAccuracy: trigger.attackAccuracy,
         found: trigger.found,
         seconds: (performance.now() - classStart) / 1000,
