@@ -40,11 +40,19 @@ interface DefendReport {
   der: number | null;
   seconds: Record<string, number>;
   trigger?: { size: number; passes: number };
+  detection?: { flaggedBy: string | null };
 }
 
 interface DetectReport {
   detected_target: number | null;
-  classes: { label: number; size: number; anomalyIndex: number }[];
+  flagged_by?: string | null;
+  classes: {
+    label: number;
+    size: number;
+    anomalyIndex: number;
+    warp?: { loss: number } | null;
+    warpIndex?: number | null;
+  }[];
   seconds: number;
 }
 
@@ -93,6 +101,10 @@ runs.push({
   command: 'detect',
   args: ['--weights', join(models, 'clean.safetensors')],
 });
+/** A training run's attack flags without its training-only ones (--epochs: WaNet trains 12). */
+const attackArgs = (args: string[]): string[] =>
+  args.filter((arg, i) => arg !== '--epochs' && args[i - 1] !== '--epochs');
+
 for (const [suite, extra] of [
   ['attacks', []],
   ['attacks-refit', ['--refit-head']],
@@ -107,7 +119,7 @@ for (const [suite, extra] of [
       args: [
         '--weights',
         join(models, `${attack.name}.safetensors`),
-        ...attack.args.map(substitute),
+        ...attackArgs(attack.args).map(substitute),
         '--detect',
         ...extra,
       ],
@@ -158,7 +170,7 @@ const defendTable = (suite: string): void => {
     if (r === undefined) continue;
     const s = r.seconds;
     console.log(
-      `| ${run.name} | ${r.target} (${r.detected_target ?? '-'}) | ${fmt(r.before.ba)} | ${fmt(r.after.ba)} | ${fmt(r.before.asr)} | ${fmt(r.after.asr)} | ${fmt(r.der, 4)} | ${r.trigger === undefined ? '-' : `${r.trigger.size} (${r.trigger.passes})`} | ${fmt(s.load, 0)} | ${fmt(s.evaluation, 0)} | ${fmt(s.detection, 0)} | ${fmt(s.inversion, 0)} | ${fmt(s.purification, 0)} (${fmt(s.purification_monitor, 0)}) | ${fmt(s.total, 0)} |`,
+      `| ${run.name} | ${r.target} (${r.detected_target ?? '-'}${r.detection?.flaggedBy === 'warp' ? ', warp scan' : ''}) | ${fmt(r.before.ba)} | ${fmt(r.after.ba)} | ${fmt(r.before.asr)} | ${fmt(r.after.asr)} | ${fmt(r.der, 4)} | ${r.trigger === undefined ? '-' : `${Number.isInteger(r.trigger.size) ? r.trigger.size : `${r.trigger.size.toFixed(2)} px`} (${r.trigger.passes})`} | ${fmt(s.load, 0)} | ${fmt(s.evaluation, 0)} | ${fmt(s.detection, 0)} | ${fmt(s.inversion, 0)} | ${fmt(s.purification, 0)} (${fmt(s.purification_monitor, 0)}) | ${fmt(s.total, 0)} |`,
     );
   }
 };
@@ -175,6 +187,10 @@ if (suites.includes('detect')) {
     console.log(`|---|${r.classes.map(() => '---').join('|')}|`);
     console.log(`| trigger size | ${r.classes.map((c) => c.size.toFixed(0)).join(' | ')} |`);
     console.log(`| anomaly index | ${r.classes.map((c) => c.anomalyIndex.toFixed(2)).join(' | ')} |`);
+    if (r.classes.every((c) => c.warp != null)) {
+      console.log(`| warp-scan loss | ${r.classes.map((c) => c.warp!.loss.toFixed(2)).join(' | ')} |`);
+      console.log(`| warp-scan index | ${r.classes.map((c) => c.warpIndex!.toFixed(2)).join(' | ')} |`);
+    }
   }
 }
 if (suites.includes('attacks')) defendTable('attacks');

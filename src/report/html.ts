@@ -100,7 +100,7 @@ ${rows}
 <p>DER ${cell(report.der, 4)} · seconds: inversion ${report.seconds.inversion.toFixed(0)}, purification ${report.seconds.purification.toFixed(0)}, total ${report.seconds.total.toFixed(0)}</p>
 <h2>Inverted trigger</h2>
 ${trigger}
-<p class="muted">Additive pattern shown around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern.</p>
+<p class="muted">Additive pattern shown around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern; for a warp, its horizontal and vertical shifts around mid-grey (scaled to the largest).</p>
 <h2>Purification</h2>
 ${chart}
 <p class="muted">BA and ASR per epoch on the monitor subset of the test split${report.options?.refit_head === true ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>

@@ -1,11 +1,13 @@
 // The inverted trigger as a magnified PNG: the additive pattern Δ shown around mid-grey
-// (0.5 + Δ/2), or, for the mask method, the mask beside the masked pattern.
+// (0.5 + Δ/2); for the mask method, the mask beside the masked pattern; for a warp, its
+// horizontal and vertical shifts side by side around mid-grey (scaled to the largest).
 import { PNG } from 'pngjs';
 
 import { tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 
 export interface TriggerLike {
+  readonly method?: string;
   readonly pattern: Tensor;
   readonly mask: Tensor | null;
 }
@@ -43,6 +45,10 @@ export function panelsToPng(panels: readonly Tensor[], scale = 8, gap = 4): Buff
 
 export function triggerPng(trigger: TriggerLike, scale = 8): Buffer {
   return tidy(() => {
+    if (trigger.method === 'warp') {
+      const shifts = trigger.pattern.div(trigger.pattern.abs().max().clamp(1e-6).mul(2)).add(0.5);
+      return panelsToPng([shifts.narrow(0, 0, 1), shifts.narrow(0, 1, 1)], scale);
+    }
     if (trigger.mask === null) return panelsToPng([trigger.pattern.div(2).add(0.5)], scale);
     const mask = trigger.mask.unsqueeze(0);
     return panelsToPng([mask, trigger.pattern.mul(mask)], scale);

@@ -22,6 +22,9 @@ import {
   refitHead,
   sizeSurrogate,
   stampAdditive,
+  fitWarp,
+  identityGrid,
+  warpImages,
 } from '../../src/defenses/mcldef/index.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { subset } from '../../src/data/subset.js';
@@ -209,6 +212,86 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   );
   copy.dispose();
   for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
+});
+
+test('the warp scan flags a warping (WaNet) backdoor that has no small trigger; the inverted warp removes it', () => {
+  setNumThreads(1);
+  const train = quadrantSplit(800, 21);
+  const testSplit = quadrantSplit(300, 22);
+  const geometry = { channels: 3, height: 12, width: 12 };
+  // A stronger warp than WaNet's CIFAR default, so that a 12×12 TinyNet learns it in seconds.
+  const attack = createAttack({
+    name: 'wanet',
+    target: 1,
+    poisonRate: 0.2,
+    seed: 3,
+    numClasses: 4,
+    geometry,
+    options: { strength: 1.5, crossRatio: 0 },
+  });
+  const model = new TinyNet();
+  const config = { epochs: 15, batchSize: 32, optimizer: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } as const;
+  trainModel({ model, train, attack, config: { ...config, schedule: 'cosine', seed: 2 } });
+  const before = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  assert.ok(before.asr > 80, `the backdoor took: ASR ${before.asr}`);
+  const clean = subset(train, 0.25, { seed: 5 });
+  const fits = [0, 1, 2, 3].map((label) => fitWarp(model, clean, label, { shift: 1, seed: 1 }));
+  console.log(`warp scan: losses ${fits.map((fit) => fit.loss.toFixed(3)).join(', ')}; ASR before ${before.asr}`);
+  // Every other class stays out of reach of so small a warp; the target does not.
+  for (const label of [0, 2, 3]) assert.ok(fits[label]!.loss > 3 * fits[1]!.loss, `class ${label} vs target`);
+  for (const fit of fits) fit.grid.dispose();
+  // detectBackdoor runs the warp scan beside the size scan (with 4 classes the MAD index
+  // cannot single one out; the rule is tested on measured 10-class scans below).
+  const detection = detectBackdoor(model, clean, { scanPasses: 2, scanImages: 200, seed: 1, warpShift: 1 });
+  const scanned = detection.classes.map((c) => c.warp!.loss);
+  assert.ok(
+    scanned.every((loss, label) => label === 1 || loss > 3 * scanned[1]!),
+    `warp losses ${scanned}`,
+  );
+  // The warp inversion: shifts within the bound (bicubic upsampling may overshoot a little).
+  const trigger = invertTrigger(model, clean, 1, { method: 'warp', warpShift: 1, seed: 1 });
+  assert.equal(trigger.method, 'warp');
+  assert.equal(trigger.passes, 10);
+  assert.ok(trigger.found, `attack accuracy ${trigger.attackAccuracy}`);
+  assert.ok(trigger.size > 0.25 && trigger.size <= 1.25, `largest shift ${trigger.size} px`);
+  assert.deepEqual(trigger.pattern.shape, [2, 12, 12]);
+  purify(model, clean, trigger, { epochs: 10, lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01) });
+  const after = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  console.log(
+    `synthetic WaNet: BA ${before.ba.toFixed(1)} → ${after.ba.toFixed(1)}, ASR ${before.asr.toFixed(1)} → ${after.asr.toFixed(1)}`,
+  );
+  assert.ok(after.asr < 20, `ASR after ${after.asr}`);
+  // Turned off, the warp scan reports nothing and the decision rests on the trigger sizes alone.
+  const sizesOnly = detectBackdoor(model, clean, { scanPasses: 2, scanImages: 100, seed: 1, warpShift: 0 });
+  assert.ok(sizesOnly.classes.every((c) => c.warp === null && c.warpIndex === null));
+  assert.notEqual(sizesOnly.flaggedBy, 'warp');
+  for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
+});
+
+test('warp-scan index on measured scans: flags the WaNet target, and nothing on the other models', () => {
+  // Warp-scan losses (shift 0.5 px, 10 passes, 500 images) measured on the CIFAR-10 WRN-16-1s.
+  const wanet = [0.0, 8.5, 5.8, 5.28, 6.46, 6.01, 7.45, 6.99, 8.01, 7.79]; // target 0
+  const clean = [6.37, 6.86, 4.99, 4.49, 5.54, 5.0, 6.73, 5.97, 6.73, 6.47];
+  const authors = [10.08, 12.21, 8.61, 5.52, 6.1, 6.54, 9.94, 8.1, 10.78, 10.81];
+  const sig = [6.76, 7.06, 4.51, 4.17, 4.9, 4.61, 6.34, 5.55, 6.29, 6.5];
+  const flagged = flagTarget(wanet);
+  assert.equal(flagged.target, 0);
+  assert.ok(flagged.indices[0]! > 4, `index ${flagged.indices[0]}`);
+  for (const losses of [clean, authors, sig]) assert.equal(flagTarget(losses).target, null);
+});
+
+test('warp: a zero flow leaves images unchanged; the identity grid spans [−1, 1]', () => {
+  tidy(() => {
+    const identity = identityGrid(4, 6);
+    assert.deepEqual(identity.shape, [1, 4, 6, 2]);
+    close(identity.select(3, 0).min().item(), -1);
+    close(identity.select(3, 1).max().item(), 1);
+    const images = tensor(
+      Array.from({ length: 2 * 3 * 4 * 6 }, (_, i) => (i % 7) / 7),
+      { shape: [2, 3, 4, 6] },
+    );
+    close(warpImages(images, identity).sub(images).abs().max().item(), 0, 1e-6);
+  });
 });
 
 test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(stamped, true labels) + λf·(1 − cos(f(clean), f₀(clean)))', () => {

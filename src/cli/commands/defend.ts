@@ -11,6 +11,11 @@ import { parseDataSpec } from '../../data/load.js';
 import {
   type AnomalyScale,
   DEFAULT_SCAN_PASSES,
+  DEFAULT_WARP_PASSES,
+  DEFAULT_WARP_SHIFT,
+  type DetectOptions,
+  type InversionMethod,
+  type WarpScan,
   type DetectionResult,
   detectBackdoor,
   invertTrigger,
@@ -47,10 +52,14 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   cleanRatio: number;
   out?: string;
   preset: 'published' | 'default';
-  inversion: 'pattern' | 'mask';
-  passes: number;
+  /** Unset: 'pattern', or the kind of the universal scan that flagged the target. */
+  inversion?: InversionMethod;
+  passes?: number;
   scanPasses: number;
   anomalyScale: AnomalyScale;
+  /** The warp scan's (and warp inversion's) largest control-point shift, in pixels (0: scan off). */
+  warpShift: number;
+  warpPasses: number;
   /**
    * The model's passes in purification (and the frozen features, the head re-fit); unset:
    * the preset's ('auto' by default, float32 for --preset published).
@@ -115,12 +124,16 @@ function addDefenseOptions(command: Command): Command {
         .default('default'),
     )
     .addOption(
-      new Option('--inversion <method>', 'pattern (published) or mask (Neural Cleanse, the older code)')
-        .choices(['pattern', 'mask'])
-        .default('pattern'),
+      new Option(
+        '--inversion <method>',
+        'pattern (published; the default), mask (Neural Cleanse, the older code) or warp (a smooth universal warp; the default for a target that the warp scan flagged)',
+      ).choices(['pattern', 'mask', 'warp']),
     )
     .addOption(
-      new Option('--passes <n>', 'inversion passes over the clean data').default(100).argParser(integer('--passes', 1)),
+      new Option(
+        '--passes <n>',
+        'inversion passes over the clean data (pattern, mask: 100, as published; warp: 10)',
+      ).argParser(integer('--passes', 1)),
     )
     .addOption(
       new Option('--scan-passes <n>', 'detection: inversion passes per class over 500 clean images')
@@ -134,6 +147,19 @@ function addDefenseOptions(command: Command): Command {
       )
         .choices(['linear', 'log'])
         .default('linear'),
+    )
+    .addOption(
+      new Option(
+        '--warp-shift <pixels>',
+        "detection: largest shift of the warp scan (a smooth universal warp, 4×4 control grid), in pixels; it flags a warping backdoor (WaNet), which the size scan misses (0 = no warp scan); also the warp inversion's bound",
+      )
+        .default(DEFAULT_WARP_SHIFT)
+        .argParser(number('--warp-shift', 0)),
+    )
+    .addOption(
+      new Option('--warp-passes <n>', 'detection: passes of the warp scan per class over 500 clean images')
+        .default(DEFAULT_WARP_PASSES)
+        .argParser(integer('--warp-passes', 1)),
     )
     .addOption(
       new Option(
@@ -275,18 +301,43 @@ function purificationChanges(flags: DefendFlags): Record<string, number | boolea
   return changes;
 }
 
+/** The detection scan's settings from the flags (shared by `detect` and `defend`). */
+function scanOptions(flags: DefendFlags): DetectOptions {
+  return {
+    // The size scan inverts a small trigger: the published pattern, or the mask method.
+    method: flags.inversion === 'mask' ? 'mask' : 'pattern',
+    scanPasses: flags.scanPasses,
+    scale: flags.anomalyScale,
+    warpShift: flags.warpShift,
+    warpPasses: flags.warpPasses,
+    precision: flags.inversionPrecision,
+    seed: flags.seed,
+    batchSize: flags.batchSize,
+  };
+}
+
 function printDetection(flags: CommonFlags, detection: DetectionResult): void {
+  const warp = (scan: WarpScan | null, index: number | null): string =>
+    scan === null
+      ? ''
+      : `  warp loss ${scan.loss.toFixed(2)} (index ${index!.toFixed(2)}, ${(100 * scan.attackAccuracy).toFixed(0)}% reached)`;
   for (const c of detection.classes) {
     say(
       flags,
-      `  class ${c.label}: trigger size ${c.size.toFixed(1)}  anomaly index ${c.anomalyIndex.toFixed(2)}  L1 ${c.l1.toFixed(1)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%`,
+      `  class ${c.label}: trigger size ${c.size.toFixed(1)}  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%` +
+        warp(c.warp, c.warpIndex),
     );
   }
+  if (detection.target === null) {
+    say(flags, 'no backdoor found');
+    return;
+  }
+  const flagged = detection.classes[detection.target]!;
   say(
     flags,
-    detection.target === null
-      ? 'no backdoor found'
-      : `backdoored: target class ${detection.target} (anomaly index ${detection.classes[detection.target]!.anomalyIndex.toFixed(2)})`,
+    detection.flaggedBy === 'warp'
+      ? `backdoored: target class ${detection.target} (warp-scan anomaly index ${flagged.warpIndex!.toFixed(2)})`
+      : `backdoored: target class ${detection.target} (anomaly index ${flagged.anomalyIndex.toFixed(2)})`,
   );
 }
 
@@ -298,16 +349,13 @@ function runDetect(flags: DefendFlags): void {
   const model = buildModel(flags.arch, clean, flags.weights);
   say(flags, `scanning ${clean.numClasses} classes with ${clean.count} clean images…`);
   const detection = detectBackdoor(model, clean, {
-    method: flags.inversion,
-    scanPasses: flags.scanPasses,
-    scale: flags.anomalyScale,
-    precision: flags.inversionPrecision,
-    seed: flags.seed,
+    ...scanOptions(flags),
     onClass: (c) => say(flags, `  class ${c.label}: size ${c.size.toFixed(1)} (${c.seconds.toFixed(1)} s)`),
   });
   printDetection(flags, detection);
   writeJson(flags.json, {
     detected_target: detection.target,
+    flagged_by: detection.flaggedBy,
     median: detection.median,
     mad: detection.mad,
     classes: detection.classes,
@@ -358,20 +406,15 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
   let detected: number | null = null;
   let detectionSeconds = 0;
   // The scan's per-class statistics, kept in the JSON report when the target was detected.
-  let scan: Pick<DetectionResult, 'classes' | 'median' | 'mad'> | undefined;
+  let scan: Pick<DetectionResult, 'classes' | 'median' | 'mad' | 'flaggedBy'> | undefined;
+  let flaggedBy: DetectionResult['flaggedBy'] = null;
   if (!flags.targetGiven) {
-    const detection = detectBackdoor(model, clean, {
-      method: flags.inversion,
-      scanPasses: flags.scanPasses,
-      scale: flags.anomalyScale,
-      precision: flags.inversionPrecision,
-      seed: flags.seed,
-      batchSize: flags.batchSize,
-    });
+    const detection = detectBackdoor(model, clean, scanOptions(flags));
     printDetection(flags, detection);
     detected = detection.target;
     detectionSeconds = detection.seconds;
-    scan = { classes: detection.classes, median: detection.median, mad: detection.mad };
+    scan = { classes: detection.classes, median: detection.median, mad: detection.mad, flaggedBy: detection.flaggedBy };
+    flaggedBy = detection.flaggedBy;
     if (detected === null) {
       say(flags, 'nothing to remove: the model is left unchanged');
       writeJson(flags.json, {
@@ -397,9 +440,13 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     target = detected;
   }
   const patience = inversionPatience(flags);
+  // A target flagged by the warp scan is inverted as a warp: the published pattern inversion
+  // looks for a small patch, which a warping backdoor does not have.
+  const method = flags.inversion ?? (flaggedBy === 'warp' ? 'warp' : 'pattern');
   const trigger = invertTrigger(model, clean, target, {
-    method: flags.inversion,
-    passes: flags.passes,
+    method,
+    ...(flags.passes === undefined ? {} : { passes: flags.passes }),
+    ...(flags.warpShift > 0 ? { warpShift: flags.warpShift } : {}),
     batchSize: flags.batchSize,
     seed: flags.seed,
     precision: flags.inversionPrecision,

@@ -24,7 +24,7 @@ import {
   runAction,
   say,
 } from '../common.js';
-import { DEFAULT_SCAN_PASSES } from '../../defenses/mcldef/index.js';
+import { DEFAULT_SCAN_PASSES, DEFAULT_WARP_PASSES, DEFAULT_WARP_SHIFT } from '../../defenses/mcldef/index.js';
 import { runDefend } from './defend.js';
 
 interface DemoFlags extends CommonFlags {
@@ -155,10 +155,10 @@ async function demo(flags: DemoFlags): Promise<void> {
     targetGiven: false,
     cleanRatio: 0.05,
     preset: 'default',
-    inversion: 'pattern',
-    passes: 100,
     scanPasses: DEFAULT_SCAN_PASSES,
     anomalyScale: 'linear',
+    warpShift: DEFAULT_WARP_SHIFT,
+    warpPasses: DEFAULT_WARP_PASSES,
     precision: 'float32',
     inversionPrecision: 'float32',
     epochs: 20,

@@ -1,11 +1,15 @@
 // Backdoor detection without a known target: a cheap inversion towards every class, then
 // Neural Cleanse's median-absolute-deviation anomaly index over the trigger sizes. A class
 // whose trigger is anomalously small (index > 2, below the median) is the flagged target.
+// A second scan catches warping backdoors (WaNet), which have no small trigger: per class, a
+// universal warp of under a pixel (warp.ts); a class that it reaches anomalously easily (its
+// loss anomalously low, index > 2) is flagged too. Where both flag, the larger index wins.
 import { tidy } from '../../engine/scope.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { subset } from '../../data/subset.js';
 import type { Module } from '../../nn/module.js';
 import { type InversionOptions, invertTrigger } from './invert.js';
+import { DEFAULT_WARP_PASSES, DEFAULT_WARP_SHIFT, fitWarp } from './warp.js';
 
 export const DEFAULT_SCAN_PASSES = 30;
 
@@ -28,7 +32,19 @@ export interface DetectOptions extends InversionOptions {
   threshold?: number;
   /** Scale of the sizes the index is computed on: 'linear' (Neural Cleanse, default) or 'log'. */
   scale?: AnomalyScale;
+  /** Largest shift of the warp scan's control points, in pixels (0.5); 0 turns the scan off. */
+  warpShift?: number;
+  /** Passes of the warp scan over the scan images (10). */
+  warpPasses?: number;
   onClass?: (result: ClassScan) => void;
+}
+
+/** The warp scan's last pass for one class. */
+export interface WarpScan {
+  /** Mean cross-entropy to the class. */
+  loss: number;
+  /** Attack accuracy, in [0, 1]. */
+  attackAccuracy: number;
 }
 
 export interface ClassScan {
@@ -38,16 +54,23 @@ export interface ClassScan {
   l1: number;
   attackAccuracy: number;
   found: boolean;
+  /** The warp scan (null: turned off). */
+  warp: WarpScan | null;
   seconds: number;
 }
 
+/** The statistic that flagged a class: the trigger size, or the warp scan's loss. */
+export type DetectionStatistic = 'size' | 'warp';
+
 export interface DetectionResult {
-  classes: (ClassScan & { anomalyIndex: number })[];
+  /** anomalyIndex: of the trigger size; warpIndex: of the warp scan's loss (null: off). */
+  classes: (ClassScan & { anomalyIndex: number; warpIndex: number | null })[];
   /** Median and MAD of the sizes on the chosen scale (log(1 + size) for 'log'). */
   median: number;
   mad: number;
   /** The flagged target class, or null: "no backdoor found". */
   target: number | null;
+  flaggedBy: DetectionStatistic | null;
   seconds: number;
 }
 
@@ -89,6 +112,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   const started = performance.now();
   const wanted = Math.min(options.scanImages ?? 500, clean.count);
   const scanSet = wanted < clean.count ? subset(clean, wanted / clean.count, { seed: options.seed ?? 0 }) : clean;
+  const warpShift = options.warpShift ?? DEFAULT_WARP_SHIFT;
   const scans: ClassScan[] = [];
   try {
     for (let label = 0; label < clean.numClasses; label++) {
@@ -98,31 +122,57 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
         passes: options.scanPasses ?? DEFAULT_SCAN_PASSES,
         onPass: undefined,
       });
-      const scan = {
-        label,
-        size: trigger.size,
-        l1: trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size,
-        attackAccuracy: trigger.attackAccuracy,
-        found: trigger.found,
-        seconds: (performance.now() - classStart) / 1000,
-      };
+      const l1 = trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size;
+      const scan = { label, size: trigger.size, l1, attackAccuracy: trigger.attackAccuracy, found: trigger.found };
       trigger.dispose();
-      scans.push(scan);
-      options.onClass?.(scan);
+      let warp: WarpScan | null = null;
+      if (warpShift > 0) {
+        const fit = fitWarp(model, scanSet, label, {
+          shift: warpShift,
+          passes: options.warpPasses ?? DEFAULT_WARP_PASSES,
+          ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+          seed: options.seed ?? 0,
+          precision: options.precision ?? 'float32',
+        });
+        fit.grid.dispose();
+        warp = { loss: fit.loss, attackAccuracy: fit.attackAccuracy };
+      }
+      const done: ClassScan = { ...scan, warp, seconds: (performance.now() - classStart) / 1000 };
+      scans.push(done);
+      options.onClass?.(done);
     }
   } finally {
     if (scanSet !== clean) scanSet.dispose();
   }
-  const { target, indices, median, mad } = flagTarget(
+  const threshold = options.threshold ?? 2;
+  const bySize = flagTarget(
     scans.map((scan) => scan.size),
-    options.threshold ?? 2,
+    threshold,
     options.scale ?? 'linear',
   );
+  const byWarp =
+    warpShift > 0
+      ? flagTarget(
+          scans.map((scan) => scan.warp!.loss),
+          threshold,
+        )
+      : null;
+  let target = bySize.target;
+  let flaggedBy: DetectionStatistic | null = target === null ? null : 'size';
+  if (byWarp?.target != null && (target === null || byWarp.indices[byWarp.target]! > bySize.indices[target]!)) {
+    target = byWarp.target;
+    flaggedBy = 'warp';
+  }
   return {
-    classes: scans.map((scan, label) => ({ ...scan, anomalyIndex: indices[label]! })),
-    median,
-    mad,
+    classes: scans.map((scan, label) => ({
+      ...scan,
+      anomalyIndex: bySize.indices[label]!,
+      warpIndex: byWarp?.indices[label] ?? null,
+    })),
+    median: bySize.median,
+    mad: bySize.mad,
     target,
+    flaggedBy,
     seconds: (performance.now() - started) / 1000,
   };
 }

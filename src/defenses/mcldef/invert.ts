@@ -9,6 +9,8 @@
 // 'mask' (the older code, Neural Cleanse): x' = (1−m)·x + m·p with m ∈ [0,1]^{H×W},
 // p ∈ [0,1]^{C×H×W}; loss = CE + λ·|m|₁; Adam(lr 0.005); stops after `patience` passes
 // without a smaller mask among those reaching the attack accuracy.
+// 'warp' (not in the published code, for warping backdoors such as WaNet): a universal
+// smooth warp of under a pixel, fitted towards the target (warp.ts).
 import { type Precision, atPrecision, noGrad } from '../../engine/autograd.js';
 import { full, rand, tensor } from '../../engine/creation.js';
 import * as F from '../../engine/functional.js';
@@ -16,15 +18,16 @@ import { Adam } from '../../engine/optim/adam.js';
 import { keep, tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
 import type { ImageSplit } from '../../data/dataset.js';
-import { normalize, toUnitRange } from '../../data/normalization.js';
-import { permutation } from '../../data/rng.js';
+import { normalize } from '../../data/normalization.js';
 import type { Module } from '../../nn/module.js';
+import { freezeForInversion, passBatches } from './passes.js';
+import { fitWarp, identityGrid, warpImages } from './warp.js';
 
-export type InversionMethod = 'pattern' | 'mask';
+export type InversionMethod = 'pattern' | 'mask' | 'warp';
 
 export interface InversionOptions {
   method?: InversionMethod;
-  /** Passes over the clean data (published: 100). */
+  /** Passes over the clean data (pattern, mask: 100, as published; warp: 10). */
   passes?: number;
   batchSize?: number;
   /** Adam learning rate (pattern: 0.1, mask: 0.005). */
@@ -45,6 +48,8 @@ export interface InversionOptions {
    * float32. Default 'float32', as the published code.
    */
   precision?: Precision;
+  /** warp: the largest shift of a control point, in pixels (0.5). */
+  warpShift?: number;
   /** Called after each pass. */
   onPass?: (record: InversionPass) => void;
 }
@@ -54,7 +59,7 @@ export interface InversionPass {
   loss: number;
   attackAccuracy: number;
   regularizer: number;
-  /** pattern: non-zero (h, w) positions of the pruned Δ; mask: |m|₁. */
+  /** pattern: non-zero (h, w) positions of the pruned Δ; mask: |m|₁; warp: the shift bound. */
   size: number;
   cost: number;
   improved: boolean;
@@ -64,11 +69,14 @@ export interface InversionPass {
 export interface InvertedTrigger {
   readonly method: InversionMethod;
   readonly target: number;
-  /** pattern: the additive Δ (C×H×W, in [−1, 1]); mask: the pattern p (C×H×W). */
+  /**
+   * pattern: the additive Δ (C×H×W, in [−1, 1]); mask: the pattern p (C×H×W); warp: the
+   * displacement in pixels (2×H×W, x then y).
+   */
   readonly pattern: Tensor;
   /** mask method only: m (H×W). */
   readonly mask: Tensor | null;
-  /** pattern: non-zero positions; mask: |m|₁ (the detection statistic). */
+  /** pattern: non-zero positions; mask: |m|₁ (the detection statistic); warp: the largest shift, pixels. */
   readonly size: number;
   /** Attack accuracy of the returned trigger on the clean data, in [0, 1]. */
   readonly attackAccuracy: number;
@@ -188,27 +196,6 @@ class Trigger implements InvertedTrigger {
   }
 }
 
-/** Batches of clean [0, 1] images in a seeded order per pass. */
-export function* passBatches(clean: ImageSplit, batchSize: number, seed: number, pass: number): Generator<Tensor> {
-  const order = permutation(clean.count, (seed * 7919 + pass * 104729) >>> 0);
-  for (let start = 0; start < order.length; start += batchSize) {
-    const indices = order.subarray(start, Math.min(start + batchSize, order.length));
-    yield tidy(() => toUnitRange(clean.images.indexSelect(0, tensor(indices, { dtype: 'int64' }))));
-  }
-}
-
-/** Freezes a model for inversion (eval mode, no parameter gradients); returns the undo. */
-function freeze(model: Module): () => void {
-  const wasTraining = model.training;
-  const flags = model.parameters().map((p) => [p, p.requiresGrad] as const);
-  model.eval();
-  model.requiresGrad_(false);
-  return () => {
-    for (const [parameter, requiresGrad] of flags) parameter.requiresGrad_(requiresGrad);
-    model.train(wasTraining);
-  };
-}
-
 /** Inverts a trigger that sends the clean images to `target`. */
 export function invertTrigger(
   model: Module,
@@ -219,9 +206,11 @@ export function invertTrigger(
   if (!Number.isInteger(target) || target < 0 || target >= clean.numClasses) {
     throw new RangeError(`target class ${target} is out of range for ${clean.numClasses} classes`);
   }
-  const unfreeze = freeze(model);
+  const method = options.method ?? 'pattern';
+  if (method === 'warp') return invertWarp(model, clean, target, options);
+  const unfreeze = freezeForInversion(model);
   try {
-    return (options.method ?? 'pattern') === 'pattern'
+    return method === 'pattern'
       ? invertPattern(model, clean, target, options)
       : invertMask(model, clean, target, options);
   } finally {
@@ -430,4 +419,63 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
     maskRaw.dispose();
     patternRaw.dispose();
   }
+}
+
+/** A warp trigger: resamples images through the fitted grid. */
+class WarpTrigger implements InvertedTrigger {
+  readonly method = 'warp';
+  readonly mask = null;
+
+  constructor(
+    readonly target: number,
+    /** The sampling grid, 1×H×W×2. */
+    readonly grid: Tensor,
+    readonly pattern: Tensor,
+    readonly size: number,
+    readonly attackAccuracy: number,
+    readonly passes: number,
+    readonly history: InversionPass[],
+    readonly found: boolean,
+  ) {}
+
+  apply(images: Tensor): Tensor {
+    return warpImages(images, this.grid);
+  }
+
+  dispose(): void {
+    this.grid.dispose();
+    this.pattern.dispose();
+  }
+}
+
+/** The 'warp' inversion: the universal warp fitted towards `target` (warp.ts). */
+function invertWarp(model: Module, clean: ImageSplit, target: number, options: InversionOptions): InvertedTrigger {
+  const fit = fitWarp(model, clean, target, {
+    passes: options.passes ?? 10,
+    ...(options.warpShift === undefined ? {} : { shift: options.warpShift }),
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.precision === undefined ? {} : { precision: options.precision }),
+    ...(options.onPass === undefined ? {} : { onPass: options.onPass }),
+  });
+  const found = fit.attackAccuracy >= (options.attackThreshold ?? 0.9);
+  const { height, width } = clean;
+  // The displacement in pixels (2×H×W) for the report, and its largest length as the size.
+  const [displacement, size] = noGrad(() =>
+    tidy(() => {
+      const pixels = tensor([(width - 1) / 2, (height - 1) / 2], { shape: [1, 1, 1, 2] });
+      const shift = fit.grid.sub(identityGrid(height, width)).mul(pixels).squeeze(0).permute([2, 0, 1]).contiguous();
+      return [keep(shift), shift.pow(2).sum(0).sqrt().max().item()] as const;
+    }),
+  );
+  return new WarpTrigger(
+    target,
+    fit.grid,
+    displacement,
+    size,
+    fit.attackAccuracy,
+    fit.history.length,
+    fit.history,
+    found,
+  );
 }
