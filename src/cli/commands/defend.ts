@@ -84,8 +84,8 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
 }
 
 /**
- * The one default that differs from the published configuration: the pattern inversion
- * stops once 30 passes in a row found no better pattern. Where the pattern has converged
+ * A default that differs from the published configuration (the other: --precision auto):
+ * the pattern inversion stops once 30 passes in a row found no better pattern. Where the pattern has converged
  * the result is the same trigger in fewer passes (measured in the issue's closing note).
  */
 export const DEFAULT_INVERSION_PATIENCE = 30;
@@ -118,7 +118,7 @@ function addDefenseOptions(command: Command): Command {
     .addOption(
       new Option(
         '--preset <name>',
-        `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern (--inversion-patience)`,
+        `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern (--inversion-patience) and purification runs in bfloat16 where the CPU has it natively (--precision auto)`,
       )
         .choices(['published', 'default'])
         .default('default'),
