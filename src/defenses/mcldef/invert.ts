@@ -179,10 +179,13 @@ class Trigger implements InvertedTrigger {
     readonly mask: Tensor | null,
     readonly size: number,
     readonly attackAccuracy: number,
-    readonly passes: number,
     readonly history: InversionPass[],
     readonly found: boolean,
   ) {}
+
+  get passes(): number {
+    return this.history.length;
+  }
 
   apply(images: Tensor): Tensor {
     if (this.mask === null) return stampAdditive(images, this.pattern);
@@ -315,7 +318,6 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
     null,
     found ? best.size : patternSize(delta),
     found ? best.attackAccuracy : lastAccuracy,
-    history.length,
     history,
     found,
   );
@@ -410,7 +412,6 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
       bestMask,
       bestNorm,
       found ? bestAccuracy : lastAccuracy,
-      history.length,
       history,
       found,
     );
@@ -421,37 +422,34 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
   }
 }
 
-/** A warp trigger: resamples images through the fitted grid. */
-class WarpTrigger implements InvertedTrigger {
-  readonly method = 'warp';
-  readonly mask = null;
-
+/** A warp trigger: resamples images through the fitted grid (1×H×W×2); `pattern` holds its shifts. */
+class WarpTrigger extends Trigger {
   constructor(
-    readonly target: number,
-    /** The sampling grid, 1×H×W×2. */
+    target: number,
     readonly grid: Tensor,
-    readonly pattern: Tensor,
-    readonly size: number,
-    readonly attackAccuracy: number,
-    readonly passes: number,
-    readonly history: InversionPass[],
-    readonly found: boolean,
-  ) {}
+    shifts: Tensor,
+    size: number,
+    attackAccuracy: number,
+    history: InversionPass[],
+    found: boolean,
+  ) {
+    super('warp', target, shifts, null, size, attackAccuracy, history, found);
+  }
 
-  apply(images: Tensor): Tensor {
+  override apply(images: Tensor): Tensor {
     return warpImages(images, this.grid);
   }
 
-  dispose(): void {
+  override dispose(): void {
     this.grid.dispose();
-    this.pattern.dispose();
+    super.dispose();
   }
 }
 
 /** The 'warp' inversion: the universal warp fitted towards `target` (warp.ts). */
 function invertWarp(model: Module, clean: ImageSplit, target: number, options: InversionOptions): InvertedTrigger {
   const fit = fitWarp(model, clean, target, {
-    passes: options.passes ?? 10,
+    ...(options.passes === undefined ? {} : { passes: options.passes }),
     ...(options.warpShift === undefined ? {} : { shift: options.warpShift }),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     ...(options.seed === undefined ? {} : { seed: options.seed }),
@@ -468,14 +466,5 @@ function invertWarp(model: Module, clean: ImageSplit, target: number, options: I
       return [keep(shift), shift.pow(2).sum(0).sqrt().max().item()] as const;
     }),
   );
-  return new WarpTrigger(
-    target,
-    fit.grid,
-    displacement,
-    size,
-    fit.attackAccuracy,
-    fit.history.length,
-    fit.history,
-    found,
-  );
+  return new WarpTrigger(target, fit.grid, displacement, size, fit.attackAccuracy, fit.history, found);
 }
