@@ -6,48 +6,13 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from pytorch_wrn import WRN
 
 threads = int(sys.argv[1])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, in_planes, out_planes, stride):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_planes)
-        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
-        self.equal = in_planes == out_planes
-        self.convShortcut = None if self.equal else nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
-
-    def forward(self, x):
-        a = F.relu(self.bn1(x), inplace=True)
-        shortcut = x if self.equal else self.convShortcut(a)
-        out = F.relu(self.bn2(self.conv1(a)), inplace=True)
-        return self.conv2(out).add_(shortcut)
-
-
-class WRN(nn.Module):
-    def __init__(self, depth=16, k=1, classes=10):
-        super().__init__()
-        n = (depth - 4) // 6
-        ch = [16, 16 * k, 32 * k, 64 * k]
-        self.conv1 = nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
-        blocks = []
-        for stage, stride in zip(range(3), [1, 2, 2]):
-            blocks += [BasicBlock(ch[stage] if i == 0 else ch[stage + 1], ch[stage + 1], stride if i == 0 else 1) for i in range(n)]
-        self.blocks = nn.Sequential(*blocks)
-        self.bn1 = nn.BatchNorm2d(ch[3])
-        self.fc = nn.Linear(ch[3], classes)
-
-    def forward(self, x):
-        out = self.blocks(self.conv1(x))
-        out = F.adaptive_avg_pool2d(F.relu(self.bn1(out)), 1).flatten(1)
-        return self.fc(out)
 
 
 model = WRN().train()

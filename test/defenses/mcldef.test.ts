@@ -10,6 +10,8 @@ import { createAttack } from '../../src/attacks/index.js';
 import {
   BestPattern,
   CostSchedule,
+  batchEnd,
+  passBatches,
   contrastiveLoss,
   detectBackdoor,
   flagTarget,
@@ -17,6 +19,7 @@ import {
   patternRegularizer,
   patternSize,
   prunePattern,
+  prunePatternPair,
   type PurifyOptions,
   purify,
   refitHead,
@@ -93,6 +96,45 @@ test('pruning zeroes entries below 1/255; size counts positions with any non-zer
     assert.equal(patternSize(pruned), 1);
     assert.equal(patternSize(delta), 3);
   });
+});
+
+test('published pass-end pruning: P+ and P- pruned each on its own, overlap kept for the restart', () => {
+  tidy(() => {
+    // One channel, four positions: overlap (0.6 / 0.55), P+ below 1/255 (0.003 / 0.5),
+    // both above 1/255 with a difference below it (0.5 / 0.499), both below (0.002 / 0.001).
+    const positive = tensor([0.6, 0.003, 0.5, 0.002], { shape: [1, 1, 4] });
+    const negative = tensor([0.55, 0.5, 0.499, 0.001], { shape: [1, 1, 4] });
+    const { positive: p, negative: n, delta } = prunePatternPair(positive, negative);
+    const f = (values: number[]): number[] => values.map((v) => Math.fround(v));
+    assert.deepEqual(p.toArray(), [[f([0.6, 0, 0.5, 0])]]);
+    assert.deepEqual(n.toArray(), [[f([0.55, 0.5, 0.499, 0])]]);
+    const d = (delta.toArray() as number[][][])[0]![0]!;
+    close(d[0]!, 0.05, 1e-6);
+    close(d[1]!, -0.5, 1e-6);
+    close(d[2]!, 0.001, 1e-6);
+    assert.equal(d[3], 0);
+    // The tiny difference at position 2 still counts, as in the published size.
+    assert.equal(patternSize(delta), 3);
+  });
+});
+
+test('drop_last: only full batches when one exists; the whole set otherwise', () => {
+  assert.equal(batchEnd(2500, 64, true), 2496);
+  assert.equal(batchEnd(2500, 64, false), 2500);
+  assert.equal(batchEnd(2496, 64, true), 2496);
+  assert.equal(batchEnd(50, 64, true), 50, 'fewer images than a batch: one batch of all');
+  const split = quadrantSplit(70, 3);
+  const sizes = (dropLast: boolean): number[] => {
+    const out: number[] = [];
+    for (const batch of passBatches(split, 32, 0, 0, dropLast)) {
+      out.push(batch.size(0));
+      batch.dispose();
+    }
+    return out;
+  };
+  assert.deepEqual(sizes(true), [32, 32]);
+  assert.deepEqual(sizes(false), [32, 32, 6]);
+  split.dispose();
 });
 
 test('best-pattern rule: accurate enough, and smaller in R and in size, on a scripted sequence', () => {

@@ -77,6 +77,8 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   cleanFeatureWeight: number;
   recalibrateBn?: boolean;
   refitHead?: boolean;
+  /** Leave out the last partial batch of every inversion pass and purification epoch (published). */
+  dropLast: boolean;
   monitor: number;
   reportDir?: string;
   detect?: boolean;
@@ -257,6 +259,12 @@ export function defendCommand(): Command {
     )
     .addOption(
       new Option(
+        '--no-drop-last',
+        "keep each inversion pass's and purification epoch's last partial batch (the published code leaves it out: with 2,500 images and batch 64, a 4-image batch)",
+      ),
+    )
+    .addOption(
+      new Option(
         '--monitor <n>',
         "test images for the report's per-epoch BA/ASR chart (with --attack; 0 = none); not part of the defense",
       )
@@ -295,6 +303,7 @@ function purificationChanges(flags: DefendFlags): Record<string, number | boolea
   if (flags.cleanFeatureWeight > 0) changes.clean_feature_weight = flags.cleanFeatureWeight;
   if (flags.refitHead === true) changes.refit_head = true;
   if (flags.recalibrateBn === true) changes.recalibrate_bn = true;
+  if (!flags.dropLast) changes.drop_last = false;
   const precision = purificationPrecision(flags);
   if (precision !== 'float32') changes.precision = precision;
   if (flags.inversionPrecision !== 'float32') changes.inversion_precision = flags.inversionPrecision;
@@ -449,6 +458,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     ...(flags.warpShift > 0 ? { warpShift: flags.warpShift } : {}),
     batchSize: flags.batchSize,
     seed: flags.seed,
+    dropLast: flags.dropLast,
     precision: flags.inversionPrecision,
     ...(patience === undefined ? {} : { patience }),
     onPass: (p) => {
@@ -481,6 +491,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     cleanFeatureWeight: flags.cleanFeatureWeight,
     recalibrateBatchNorm: flags.recalibrateBn === true,
     refitHead: flags.refitHead === true,
+    dropLast: flags.dropLast,
     lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
     seed: flags.seed,
     precision,

@@ -155,6 +155,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     targetGiven: false,
     cleanRatio: 0.05,
     preset: 'default',
+    dropLast: true,
     scanPasses: DEFAULT_SCAN_PASSES,
     anomalyScale: 'linear',
     warpShift: DEFAULT_WARP_SHIFT,

@@ -120,6 +120,8 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
       const trigger = invertTrigger(model, scanSet, label, {
         ...options,
         passes: options.scanPasses ?? DEFAULT_SCAN_PASSES,
+        // The scan is not the published inversion: it keeps every one of its few images.
+        dropLast: false,
         onPass: undefined,
       });
       const l1 = trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size;

@@ -3,9 +3,11 @@
 // 'pattern' (the published code): two free tensors P+, P- (C×H×W, U[0,1]); the pattern
 // Δ = clamp(P+) − clamp(P-) is added to the image; loss = CE(model(norm(clamp(x+Δ))), t)
 // + cost·R with R = Σ_hw max_c g(P+) + Σ_hw max_c g(P-), g(v) = tanh(v/10)/(2−1e-7) + 0.5;
-// Adam(0.1, betas 0.5/0.9); after each pass, entries below 1/255 are pruned and the best
-// pattern (attack accuracy ≥ 0.9, smaller R and smaller size) is kept and restarted from;
-// the cost adapts like Neural Cleanse's.
+// Adam(0.1, betas 0.5/0.9); after each pass, entries of clamp(P+) and clamp(P-) below 1/255
+// are pruned and the best pattern (attack accuracy ≥ 0.9, smaller R and smaller size) is
+// kept, P+ and P- restarting from their own pruned values; the cost adapts like Neural
+// Cleanse's. As in the published code, the pruned patterns are those of the pass's last
+// batch (taken before its step) and every batch is full (the DataLoader's drop_last).
 // 'mask' (the older code, Neural Cleanse): x' = (1−m)·x + m·p with m ∈ [0,1]^{H×W},
 // p ∈ [0,1]^{C×H×W}; loss = CE + λ·|m|₁; Adam(lr 0.005); stops after `patience` passes
 // without a smaller mask among those reaching the attack accuracy.
@@ -42,6 +44,12 @@ export interface InversionOptions {
    */
   patience?: number;
   seed?: number;
+  /**
+   * Leave out each pass's last partial batch, as the published DataLoader does (drop_last)
+   * (pattern, mask: true; warp: false). With 2,500 images and batch 64 that batch holds 4
+   * images, whose Adam step would otherwise follow a 4-image gradient.
+   */
+  dropLast?: boolean;
   /**
    * 'bfloat16' runs the model's forward and backward passes under bfloat16 autocast
    * (`atPrecision`), about 2.2× faster a pass on CPUs with AMX; the pattern and its optimizer stay
@@ -104,9 +112,25 @@ export function patternRegularizer(positive: Tensor, negative: Tensor): Tensor {
   return tidy(() => sizeSurrogate(positive).amax(0).sum().add(sizeSurrogate(negative).amax(0).sum()));
 }
 
-/** Δ with entries below 1/255 in magnitude set to zero. */
+/** The pattern with entries below 1/255 in magnitude set to zero. */
 export function prunePattern(delta: Tensor): Tensor {
   return tidy(() => delta.maskedFill(delta.abs().lt(1 / 255), 0));
+}
+
+/**
+ * The published pass-end pruning: clamp(P+) and clamp(P-) pruned each on its own (entries
+ * below 1/255 set to zero) and Δ = pruned P+ − pruned P-. Both parts are returned so that
+ * a new best restarts P+ and P- from them, overlap included, as the published code does.
+ */
+export function prunePatternPair(
+  positive: Tensor,
+  negative: Tensor,
+): { positive: Tensor; negative: Tensor; delta: Tensor } {
+  return tidy(() => {
+    const prunedPositive = prunePattern(positive);
+    const prunedNegative = prunePattern(negative);
+    return { positive: prunedPositive, negative: prunedNegative, delta: prunedPositive.sub(prunedNegative) };
+  });
 }
 
 /** Number of (h, w) positions where Σ_c |Δ| is non-zero. */
@@ -229,6 +253,7 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
   const patience = options.patience ?? Infinity;
   const seed = options.seed ?? 0;
   const precision = options.precision ?? 'float32';
+  const dropLast = options.dropLast ?? true;
   const positive = keep(rand([channels, height, width]).requiresGrad_(true));
   const negative = keep(rand([channels, height, width]).requiresGrad_(true));
   const optimizer = new Adam([positive, negative], { lr: options.lr ?? 0.1, betas: [0.5, 0.9] });
@@ -238,6 +263,9 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
   let sincePrevious = 0;
   let lastDelta: Tensor | null = null;
   let lastAccuracy = 0;
+  // clamp(P+) and clamp(P-) as the latest batch used them, before its step.
+  let usedPositive: Tensor | null = null;
+  let usedNegative: Tensor | null = null;
   try {
     for (let pass = 0; pass < passes; pass++) {
       let seen = 0;
@@ -246,9 +274,15 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
       let regularizerSum = 0;
       let batches = 0;
       const cost = schedule.cost;
-      for (const images of passBatches(clean, batchSize, seed, pass)) {
+      for (const images of passBatches(clean, batchSize, seed, pass, dropLast)) {
         const [loss, regularizer, correct] = tidy(() => {
-          const delta = positive.clamp(0, 1).sub(negative.clamp(0, 1));
+          const clampedPositive = positive.clamp(0, 1);
+          const clampedNegative = negative.clamp(0, 1);
+          usedPositive?.dispose();
+          usedNegative?.dispose();
+          usedPositive = keep(clampedPositive.detach());
+          usedNegative = keep(clampedNegative.detach());
+          const delta = clampedPositive.sub(clampedNegative);
           const logits = atPrecision(precision, normalize(stampAdditive(images, delta), clean.normalization), (input) =>
             model.forward(input),
           );
@@ -270,25 +304,26 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
       }
       const attackAccuracy = hits / seen;
       const meanRegularizer = regularizerSum / batches;
-      const pruned = noGrad(() => tidy(() => prunePattern(positive.clamp(0, 1).sub(negative.clamp(0, 1)))));
+      const parts = noGrad(() => prunePatternPair(usedPositive!, usedNegative!));
+      const pruned = parts.delta;
       const size = patternSize(pruned);
       lastDelta?.dispose();
       lastDelta = keep(pruned.clone());
       lastAccuracy = attackAccuracy;
       const improved = best.offer(pruned, attackAccuracy, meanRegularizer, size, threshold);
       if (improved) {
-        // Restart from the pruned best: its positive part and its negated negative part.
-        noGrad(() =>
-          tidy(() => {
-            positive.copy_(pruned.relu());
-            negative.copy_(pruned.neg().relu());
-          }),
-        );
+        // Restart P+ and P- from their own pruned values, as the published code does.
+        noGrad(() => {
+          positive.copy_(parts.positive);
+          negative.copy_(parts.negative);
+        });
         sincePrevious = 0;
       } else {
         pruned.dispose();
         sincePrevious++;
       }
+      parts.positive.dispose();
+      parts.negative.dispose();
       schedule.update(attackAccuracy, threshold);
       const record: InversionPass = {
         pass,
@@ -307,6 +342,8 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
     optimizer.dispose();
     positive.dispose();
     negative.dispose();
+    (usedPositive as Tensor | null)?.dispose();
+    (usedNegative as Tensor | null)?.dispose();
   }
   const found = best.delta !== null;
   const delta = found ? best.delta! : lastDelta!;
@@ -332,6 +369,7 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
   const lambda = options.cost ?? (height * width >= 224 * 224 ? 0.001 : 0.01);
   const seed = options.seed ?? 0;
   const precision = options.precision ?? 'float32';
+  const dropLast = options.dropLast ?? true;
   // Free variables in tanh space, as Neural Cleanse parameterizes them.
   const maskRaw = keep(rand([1, 1, height, width]).mul(2).sub(1).requiresGrad_(true));
   const patternRaw = keep(rand([1, channels, height, width]).mul(2).sub(1).requiresGrad_(true));
@@ -350,7 +388,7 @@ function invertMask(model: Module, clean: ImageSplit, target: number, options: I
       let hits = 0;
       let lossSum = 0;
       let batches = 0;
-      for (const images of passBatches(clean, batchSize, seed, pass)) {
+      for (const images of passBatches(clean, batchSize, seed, pass, dropLast)) {
         const [loss, correct] = tidy(() => {
           const mask = squash(maskRaw);
           const stamped = images.mul(mask.rsub(1)).add(squash(patternRaw).mul(mask));

@@ -8,13 +8,28 @@ import { toUnitRange } from '../../data/normalization.js';
 import { permutation } from '../../data/rng.js';
 import type { Module } from '../../nn/module.js';
 
-/** Batches of clean [0, 1] images in a seeded order per pass. */
-export function* passBatches(clean: ImageSplit, batchSize: number, seed: number, pass: number): Generator<Tensor> {
+/**
+ * Batches of clean [0, 1] images in a seeded order per pass. With `dropLast` the last partial
+ * batch is left out, as the published code's DataLoader does (drop_last=True), unless no full
+ * batch exists.
+ */
+export function* passBatches(
+  clean: ImageSplit,
+  batchSize: number,
+  seed: number,
+  pass: number,
+  dropLast = false,
+): Generator<Tensor> {
   const order = permutation(clean.count, (seed * 7919 + pass * 104729) >>> 0);
-  for (let start = 0; start < order.length; start += batchSize) {
+  for (let start = 0; start < batchEnd(order.length, batchSize, dropLast); start += batchSize) {
     const indices = order.subarray(start, Math.min(start + batchSize, order.length));
     yield tidy(() => toUnitRange(clean.images.indexSelect(0, tensor(indices, { dtype: 'int64' }))));
   }
+}
+
+/** Where batching stops: the whole set, or the last full batch's end with `dropLast`. */
+export function batchEnd(count: number, batchSize: number, dropLast: boolean): number {
+  return dropLast && count >= batchSize ? count - (count % batchSize) : count;
 }
 
 /** Freezes a model for inversion (eval mode, no parameter gradients); returns the undo. */

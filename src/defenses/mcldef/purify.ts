@@ -20,6 +20,7 @@ import { normalize, toUnitRange } from '../../data/normalization.js';
 import { permutation } from '../../data/rng.js';
 import { recalibrateBatchNorm } from '../../nn/layers.js';
 import type { Classifier } from '../../nn/models/classifier.js';
+import { batchEnd } from './passes.js';
 
 export type LrScheduleName = 'cifar' | 'gtsrb';
 
@@ -65,6 +66,12 @@ export interface PurifyOptions {
    * the head that reads them.
    */
   refitHead?: boolean;
+  /**
+   * Leave out each epoch's last partial batch, as the published DataLoader does (drop_last;
+   * default true). With 2,500 images and batch 64 that batch holds 4 images: its batch-norm
+   * statistics would enter the running averages with weight 0.1 at the end of every epoch.
+   */
+  dropLast?: boolean;
   /** Stop when the epoch loss has not fallen by 1 % for this many epochs (off by default). */
   earlyStopPatience?: number;
   seed?: number;
@@ -221,6 +228,7 @@ export function purify(
   const schedule = options.lrSchedule ?? 'cifar';
   const lrOf = typeof schedule === 'function' ? schedule : (epoch: number) => publishedLr(schedule, epoch);
   const precision = options.precision ?? 'float32';
+  const dropLast = options.dropLast ?? true;
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
   const featureSeconds = (performance.now() - started) / 1000;
   let monitorSeconds = 0;
@@ -242,7 +250,7 @@ export function purify(
       const cleanWeight = epoch >= cleanWeightFrom ? (options.cleanWeight ?? 0) : 0;
       let lossSum = 0;
       let seen = 0;
-      for (let start = 0; start < order.length; start += batchSize) {
+      for (let start = 0; start < batchEnd(order.length, batchSize, dropLast); start += batchSize) {
         const indices = order.subarray(start, Math.min(start + batchSize, order.length));
         const loss = tidy(() => {
           const index = tensor(indices, { dtype: 'int64' });
