@@ -10,6 +10,7 @@ import { createAttack } from '../../src/attacks/index.js';
 import {
   BestPattern,
   CostSchedule,
+  chooseTarget,
   batchEnd,
   passBatches,
   contrastiveLoss,
@@ -320,6 +321,28 @@ test('warp-scan index on measured scans: flags the WaNet target, and nothing on 
   assert.equal(flagged.target, 0);
   assert.ok(flagged.indices[0]! > 4, `index ${flagged.indices[0]}`);
   for (const losses of [clean, authors, sig]) assert.equal(flagTarget(losses).target, null);
+});
+
+test('scan decision: a warp flag counts only where the warp reaches the attack threshold', () => {
+  // The demo's BadNets Fashion-MNIST scan on the AMD EPYC: the size scan flags class 0
+  // (size 16, index 2.97) and the warp scan class 0 too (loss 5.54, index 3.73) with 12 % reached.
+  const sizes = [16, 161, 199, 179, 208, 76, 161, 206, 57, 204];
+  const warpLosses = [5.54, 7.96, 7.25, 7.31, 7.42, 8.39, 6.22, 8.05, 7.96, 8.09];
+  const reach = [0.12, 0.1, 0.12, 0.09, 0.13, 0.09, 0.08, 0.11, 0.1, 0.1];
+  const bySize = flagTarget(sizes);
+  const byWarp = flagTarget(warpLosses);
+  assert.equal(bySize.target, 0);
+  assert.equal(byWarp.target, 0);
+  assert.ok(byWarp.indices[0]! > bySize.indices[0]!, 'the warp index is the larger');
+  assert.deepEqual(chooseTarget(bySize, byWarp, reach, 0.9), { target: 0, flaggedBy: 'size' });
+  // The same scan had the warp reached 95 %: the larger index wins.
+  assert.deepEqual(chooseTarget(bySize, byWarp, [0.95, ...reach.slice(1)], 0.9), { target: 0, flaggedBy: 'warp' });
+  // WaNet (measured): no size flag, a warp reaching every image flags it; no scan flags nothing.
+  const wanet = flagTarget([0.0, 8.5, 5.8, 5.28, 6.46, 6.01, 7.45, 6.99, 8.01, 7.79]);
+  const none = flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]);
+  assert.deepEqual(chooseTarget(none, wanet, [1, ...reach.slice(1)], 0.9), { target: 0, flaggedBy: 'warp' });
+  assert.deepEqual(chooseTarget(none, wanet, reach, 0.9), { target: null, flaggedBy: null });
+  assert.deepEqual(chooseTarget(none, null, reach, 0.9), { target: null, flaggedBy: null });
 });
 
 test('warp: a zero flow leaves images unchanged; the identity grid spans [−1, 1]', () => {

@@ -51,6 +51,14 @@ export interface InversionOptions {
    */
   dropLast?: boolean;
   /**
+   * pattern: how a new best restarts the free tensors. 'published' (default): clamp(P+) and
+   * clamp(P-) as the pass's last batch used them, each pruned on its own, and P+, P- restart
+   * from those (overlap kept). 'difference': Δ = P+ − P- at the pass's end, pruned, and P+,
+   * P- restart from Δ's positive and negative parts (the overlap cancelled), which shrinks the
+   * pattern faster in a short scan: the detection scan uses it (measured in the README).
+   */
+  restart?: 'published' | 'difference';
+  /**
    * 'bfloat16' runs the model's forward and backward passes under bfloat16 autocast
    * (`atPrecision`), about 2.2× faster a pass on CPUs with AMX; the pattern and its optimizer stay
    * float32. Default 'float32', as the published code.
@@ -254,6 +262,7 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
   const seed = options.seed ?? 0;
   const precision = options.precision ?? 'float32';
   const dropLast = options.dropLast ?? true;
+  const restart = options.restart ?? 'published';
   const positive = keep(rand([channels, height, width]).requiresGrad_(true));
   const negative = keep(rand([channels, height, width]).requiresGrad_(true));
   const optimizer = new Adam([positive, negative], { lr: options.lr ?? 0.1, betas: [0.5, 0.9] });
@@ -304,7 +313,14 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
       }
       const attackAccuracy = hits / seen;
       const meanRegularizer = regularizerSum / batches;
-      const parts = noGrad(() => prunePatternPair(usedPositive!, usedNegative!));
+      const parts = noGrad(() =>
+        restart === 'published'
+          ? prunePatternPair(usedPositive!, usedNegative!)
+          : tidy(() => {
+              const delta = prunePattern(positive.clamp(0, 1).sub(negative.clamp(0, 1)));
+              return { positive: delta.relu(), negative: delta.neg().relu(), delta };
+            }),
+      );
       const pruned = parts.delta;
       const size = patternSize(pruned);
       lastDelta?.dispose();
@@ -312,7 +328,7 @@ function invertPattern(model: Module, clean: ImageSplit, target: number, options
       lastAccuracy = attackAccuracy;
       const improved = best.offer(pruned, attackAccuracy, meanRegularizer, size, threshold);
       if (improved) {
-        // Restart P+ and P- from their own pruned values, as the published code does.
+        // Restart P+ and P- from the pruned parts (see `restart`).
         noGrad(() => {
           positive.copy_(parts.positive);
           negative.copy_(parts.negative);
