@@ -4,6 +4,15 @@ export * from './creation.js';
 export * from './dtype.js';
 export * as F from './functional.js';
 export { keep, tidy, dispose, type Releasable } from './scope.js';
-export { Tensor, isTensor, Reduction, type ReductionName, type Dims, type Device, type NestedArray } from './tensor.js';
+export {
+  Tensor,
+  isTensor,
+  Reduction,
+  type ReductionName,
+  type Dims,
+  type Device,
+  type MemoryFormat,
+  type NestedArray,
+} from './tensor.js';
 export * as optim from './optim/index.js';
 export { gradcheck, type GradcheckResult } from './gradcheck.js';

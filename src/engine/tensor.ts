@@ -11,6 +11,8 @@ import { track } from './scope.js';
 export type Dims = number | readonly number[];
 /** PyTorch device string: 'cpu', 'cuda', 'cuda:1'. */
 export type Device = string;
+/** Row-major ('contiguous', NCHW) or NHWC-strided ('channels_last') storage of a 4-D tensor. */
+export type MemoryFormat = 'contiguous' | 'channels_last';
 /** Nested JS arrays as returned by `toArray()`. */
 export type NestedArray = number | boolean | readonly NestedArray[];
 
@@ -223,7 +225,7 @@ export class Tensor implements Disposable {
    * This tensor's data in row-major order, or (with 'channels_last') NHWC-strided for a
    * 4-D tensor: the same values and shape, the layout oneDNN's fastest convolutions take.
    */
-  contiguous(memoryFormat: 'contiguous' | 'channels_last' = 'contiguous'): Tensor {
+  contiguous(memoryFormat: MemoryFormat = 'contiguous'): Tensor {
     return callOp('contiguous', this.handle, memoryFormat === 'channels_last' ? 2 : 0);
   }
 

@@ -4,7 +4,7 @@
 import { noGrad } from '../engine/autograd.js';
 import { type DType, dtypeCode } from '../engine/dtype.js';
 import { keep } from '../engine/scope.js';
-import type { Device, Tensor } from '../engine/tensor.js';
+import type { Device, MemoryFormat, Tensor } from '../engine/tensor.js';
 
 /** A state dict: dotted names to tensors, in registration order. */
 export type StateDict = Map<string, Tensor>;
@@ -197,14 +197,23 @@ export class Module {
 
   // ---- placement and lifetime ---------------------------------------------------------
 
-  /** Moves (or converts) every parameter and buffer in place; floating dtypes only change float tensors. */
-  to(target: Device | DType): this {
+  /**
+   * Moves (or converts) every parameter and buffer in place; floating dtypes only change
+   * float tensors. A memory format re-lays out the 4-D ones (convolution weights), as
+   * PyTorch's `model.to(memory_format=…)`: with channels-last weights every convolution
+   * runs in NHWC, which oneDNN computes without reordering each input.
+   */
+  to(target: Device | DType | MemoryFormat): this {
     const isDType = target in dtypeCode;
+    const isFormat = target === 'channels_last' || target === 'contiguous';
     noGrad(() => {
       for (const tensor of [...this.parameters(), ...this.buffers()]) {
         if (isDType && !['float16', 'float32', 'float64'].includes(tensor.dtype)) continue;
+        if (isFormat && tensor.shape.length !== 4) continue;
         const requiresGrad = tensor.requiresGrad;
-        const moved = tensor.to(isDType ? { dtype: target as DType, copy: true } : { device: target, copy: true });
+        const moved = isFormat
+          ? tensor.contiguous(target).clone()
+          : tensor.to(isDType ? { dtype: target as DType, copy: true } : { device: target, copy: true });
         tensor.replaceData(moved);
         if (requiresGrad) tensor.requiresGrad_(true);
       }

@@ -158,6 +158,31 @@ test('Module.to(dtype) converts parameters in place and keeps them trainable', (
   linear.dispose();
 });
 
+test("Module.to('channels_last') re-lays out conv weights in place: same values, outputs and gradients", () => {
+  const model = new Block();
+  const x = randn([2, 3, 5, 5]);
+  const weight = model.conv1.weight;
+  const values = weight.toArray();
+  const expected = tidy(() => model.forward(x).toArray());
+  model.to('channels_last');
+  assert.equal(model.conv1.weight, weight, 'same Tensor object');
+  assert.deepEqual(weight.toArray(), values);
+  // NHWC strides: a flat view of the 4-D weight is impossible, of the 2-D one still fine.
+  assert.throws(() => weight.view([-1]), /view/);
+  assert.deepEqual(model.fc.weight.view([-1]).shape, [6]);
+  const got = tidy(() => model.forward(x).toArray()) as number[][];
+  (expected as number[][]).forEach((row, i) =>
+    row.forEach((value, j) => assert.ok(Math.abs(value - got[i]![j]!) < 1e-5)),
+  );
+  tidy(() => model.forward(x).sum().backward());
+  assert.deepEqual(weight.grad?.shape, [4, 3, 3, 3]);
+  assert.equal(weight.requiresGrad, true);
+  model.to('contiguous');
+  assert.deepEqual(weight.view([-1]).shape, [108]);
+  dispose([x]);
+  model.dispose();
+});
+
 test('a frozen module (requiresGrad_(false)) gives no parameter gradients', () => {
   const linear = new nn.Linear(3, 1).requiresGrad_(false);
   const x = tensor([[1, 2, 3]], { requiresGrad: true });
