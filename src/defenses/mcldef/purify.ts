@@ -147,7 +147,7 @@ export function refitHead(
   model.eval();
   const features = noGrad(() => {
     const parts: Tensor[] = [];
-    for (const batch of cleanBatches(clean, 256)) {
+    for (const batch of cleanBatches(clean, 128)) {
       parts.push(tidy(() => featuresAt(model, options.precision ?? 'float32', batch)));
       batch.dispose();
     }
