@@ -20,6 +20,7 @@ import {
   applyCommon,
   integer,
   loadSplit,
+  number,
   progressBar,
   runAction,
   say,
@@ -34,6 +35,7 @@ interface DemoFlags extends CommonFlags {
   epochs: number;
   target: number;
   refitHead: boolean;
+  cleanWeight: number;
 }
 
 export function demoCommand(): Command {
@@ -60,8 +62,16 @@ export function demoCommand(): Command {
     )
     .addOption(
       new Option(
+        '--clean-weight <λ>',
+        'weight of a cross-entropy term on the clean images from the second epoch on (`defend --clean-weight λ --clean-weight-from 1`); 0: the contrastive loss alone',
+      )
+        .default(1)
+        .argParser(number('--clean-weight', 0)),
+    )
+    .addOption(
+      new Option(
         '--no-refit-head',
-        'purify with the published loss alone (the demo re-fits the head on the clean data, as `defend --refit-head`)',
+        'do not re-fit the head on the clean data after purification (the demo does, as `defend --refit-head`)',
       ),
     );
   addCommonOptions(command);
@@ -139,7 +149,7 @@ async function demo(flags: DemoFlags): Promise<void> {
   test.dispose();
   say(
     flags,
-    `2. The defender holds the model and 5 % clean training data, and is not told the target: mcldef defend${flags.refitHead ? ' --refit-head (the published loss, then the head re-fit on the clean data, which keeps BA)' : ' (the published loss alone)'}.`,
+    `2. The defender holds the model and 5 % clean training data, and is not told the target: mcldef defend${defendFlagsText(flags)}.`,
   );
   await runDefend({
     ...flags,
@@ -165,8 +175,8 @@ async function demo(flags: DemoFlags): Promise<void> {
     epochs: 20,
     batchSize: 64,
     temperature: 0.5,
-    cleanWeight: 0,
-    cleanWeightFrom: 0,
+    cleanWeight: flags.cleanWeight,
+    cleanWeightFrom: 1,
     stampedWeight: 0,
     cleanFeatureWeight: 0,
     refitHead: flags.refitHead,
@@ -178,4 +188,15 @@ async function demo(flags: DemoFlags): Promise<void> {
     flags,
     `Done in ${((performance.now() - started) / 1000).toFixed(0)} s. Open ${join(flags.outDir, 'report', 'report.html')}.`,
   );
+}
+
+/** The demo's purification flags as `mcldef defend` spells them, with what they are for. */
+function defendFlagsText(flags: DemoFlags): string {
+  const extra = [
+    ...(flags.cleanWeight > 0 ? [`--clean-weight ${flags.cleanWeight} --clean-weight-from 1`] : []),
+    ...(flags.refitHead ? ['--refit-head'] : []),
+  ];
+  return extra.length === 0
+    ? ' (the published loss alone)'
+    : ` ${extra.join(' ')} (the published loss, with what keeps BA on a short-trained model)`;
 }
