@@ -212,7 +212,7 @@ export class Module {
         if (isFormat && tensor.shape.length !== 4) continue;
         const requiresGrad = tensor.requiresGrad;
         const moved = isFormat
-          ? tensor.contiguous(target).clone()
+          ? tensor.contiguous(target)
           : tensor.to(isDType ? { dtype: target as DType, copy: true } : { device: target, copy: true });
         tensor.replaceData(moved);
         if (requiresGrad) tensor.requiresGrad_(true);

@@ -165,6 +165,7 @@ test("Module.to('channels_last') re-lays out conv weights in place: same values,
   const values = weight.toArray();
   const expected = tidy(() => model.forward(x).toArray());
   model.to('channels_last');
+  model.to('channels_last'); // already NHWC: libtorch hands back the same tensor
   assert.equal(model.conv1.weight, weight, 'same Tensor object');
   assert.deepEqual(weight.toArray(), values);
   // NHWC strides: a flat view of the 4-D weight is impossible, of the 2-D one still fine.
