@@ -26,6 +26,7 @@ const VARIANTS: Record<string, PurifyOptions> = {
   'clean-ce-from-1+refit-head': { cleanWeight: 1, cleanWeightFrom: 1, refitHead: true },
   'clean-ce-from-1': { cleanWeight: 1, cleanWeightFrom: 1 },
   'stamped-ce': { stampedWeight: 1 },
+  'accuracy-guard': { accuracyGuard: 1 },
 };
 
 const { values } = parseArgs({
@@ -106,9 +107,14 @@ for (const name of values.variants.split(',')) {
   if (options === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const model = load();
   started = performance.now();
-  purify(model, clean, trigger, { precision, ...options, seed });
+  const result = purify(model, clean, trigger, { precision, ...options, seed });
   const seconds = (performance.now() - started) / 1000;
-  console.log(`${name.padEnd(20)} ${measure(model)}  (${seconds.toFixed(0)} s)`);
+  const guard = result.guard;
+  const guardText =
+    guard === undefined
+      ? ''
+      : `  [guard: clean accuracy ${guard.before.toFixed(2)} -> ${guard.afterFirstEpoch.toFixed(2)} after epoch 0${guard.atEnd === null ? '' : `, ${guard.atEnd.toFixed(2)} at the end`}: ${guard.action}]`;
+  console.log(`${name.padEnd(20)} ${measure(model)}  (${seconds.toFixed(0)} s)${guardText}`);
   model.dispose();
 }
 trigger.dispose();

@@ -132,10 +132,25 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   const autoPrecision = hasNativeBfloat16() ? { precision: 'bfloat16' } : {};
   assert.deepEqual(
     report.options,
-    { epochs: 2, ...autoPrecision },
+    { epochs: 2, accuracy_guard: 1, ...autoPrecision },
     'only the settings that differ from the published ones',
   );
   assert.match(html, /differ from the published configuration: <code>epochs = 2<\/code>/);
+  // The accuracy guard (a default) reports what it measured on the clean images and did.
+  const guard = report.accuracy_guard as {
+    before: number;
+    after_first_epoch: number;
+    at_end: number | null;
+    action: string;
+  };
+  for (const value of [guard.before, guard.after_first_epoch]) assert.ok(value >= 0 && value <= 100, `${value}`);
+  assert.ok(['none', 'refit-head', 'clean-ce+refit-head'].includes(guard.action), guard.action);
+  assert.equal(
+    guard.at_end === null,
+    guard.action === 'clean-ce+refit-head',
+    'the end check runs only if epoch 1 passed',
+  );
+  assert.match(html, /Accuracy guard \(1 points\)/);
   // --refit-head and the bfloat16 settings are recorded in the JSON and named in the HTML.
   const refitOut = join(folder, 'refit.safetensors');
   const refit = mcldef([
@@ -145,9 +160,13 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     'bfloat16',
     '--inversion-precision',
     'bfloat16',
+    '--accuracy-guard',
+    'off',
   ]);
   assert.equal(refit.status, 0, refit.stderr);
-  assert.deepEqual((JSON.parse(refit.stdout) as Report).options, {
+  const refitReport = JSON.parse(refit.stdout) as Report;
+  assert.equal(refitReport.accuracy_guard, undefined, '--accuracy-guard off');
+  assert.deepEqual(refitReport.options, {
     epochs: 2,
     refit_head: true,
     precision: 'bfloat16',
@@ -200,7 +219,7 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   }
 });
 
-test("defend's presets: 'auto' precision and inversion patience by default, float32 and no patience when published", async () => {
+test("defend's presets: 'auto' precision, inversion patience and the accuracy guard by default; float32, no patience, no guard when published", async () => {
   const { inversionPatience, purificationPrecision, DEFAULT_INVERSION_PATIENCE } =
     await import('../../src/cli/commands/defend.js');
   const auto = hasNativeBfloat16() ? 'bfloat16' : 'float32';
@@ -211,4 +230,9 @@ test("defend's presets: 'auto' precision and inversion patience by default, floa
   assert.equal(inversionPatience({ preset: 'default' }), DEFAULT_INVERSION_PATIENCE);
   assert.equal(inversionPatience({ preset: 'published' }), undefined);
   assert.equal(inversionPatience({ preset: 'published', inversionPatience: 5 }), 5);
+  const { accuracyGuard, DEFAULT_ACCURACY_GUARD } = await import('../../src/cli/commands/defend.js');
+  assert.equal(accuracyGuard({ preset: 'default' }), DEFAULT_ACCURACY_GUARD);
+  assert.equal(accuracyGuard({ preset: 'published' }), undefined);
+  assert.equal(accuracyGuard({ preset: 'default', accuracyGuard: 'off' }), undefined);
+  assert.equal(accuracyGuard({ preset: 'published', accuracyGuard: 2 }), 2, 'a flag wins');
 });

@@ -412,9 +412,8 @@ test('optional terms: the epoch loss is contrastive + λc·CE(clean) + λs·CE(s
   for (const item of [delta, model, copy, pristine, delayedModel, clean]) item.dispose();
 });
 
-test('refitHead: a scrambled head is re-fit on the clean features; the backbone is untouched', () => {
-  setNumThreads(1);
-  const train = quadrantSplit(400, 31);
+/** A TinyNet trained for 5 epochs on `train`, checked to have learned it. */
+function trainedTinyNet(train: ReturnType<typeof quadrantSplit>, seed: number): TinyNet {
   const model = new TinyNet();
   trainModel({
     model,
@@ -427,12 +426,19 @@ test('refitHead: a scrambled head is re-fit on the clean features; the backbone 
       momentum: 0.9,
       weightDecay: 0,
       schedule: 'cosine',
-      seed: 3,
+      seed,
     },
   });
+  const accuracy = evaluate(model, train, { normalization: train.normalization }).ba;
+  assert.ok(accuracy > 90, `the model learned the task: ${accuracy}`);
+  return model;
+}
+
+test('refitHead: a scrambled head is re-fit on the clean features; the backbone is untouched', () => {
+  setNumThreads(1);
+  const train = quadrantSplit(400, 31);
+  const model = trainedTinyNet(train, 3);
   const normalization = train.normalization;
-  const trained = evaluate(model, train, { normalization }).ba;
-  assert.ok(trained > 90, `the model learned the task: ${trained}`);
   noGrad(() => tidy(() => model.fc.weight.copy_(model.fc.weight.flip([0]))));
   const scrambled = evaluate(model, train, { normalization }).ba;
   assert.ok(scrambled < 50, `reversing the head's rows breaks it: ${scrambled}`);
@@ -449,4 +455,64 @@ test('refitHead: a scrambled head is re-fit on the clean features; the backbone 
   assert.equal(model.training, mode, 'train/eval mode restored');
   model.dispose();
   train.dispose();
+});
+
+test('accuracy guard: measures the clean accuracy before, after epoch 0 and at the end, and acts on a fall', () => {
+  setNumThreads(1);
+  const clean = quadrantSplit(240, 41);
+  const trained = trainedTinyNet(clean, 4);
+  const normalization = clean.normalization;
+  const start = evaluate(trained, clean, { normalization }).ba;
+  const delta = tidy(() => tensor([0.5]).expand([3, 12, 12]).clone());
+  const trigger = { apply: (images: import('../../src/index.js').Tensor) => stampAdditive(images, delta) };
+  const copyOf = (): TinyNet => {
+    const net = new TinyNet();
+    net.loadStateDict(trained.stateDict());
+    return net;
+  };
+  // The monitor measures the same clean accuracy with evaluate(), as a cross-check.
+  const run = (net: TinyNet, lr: (epoch: number) => number, stamp = trigger) =>
+    purify(net, clean, stamp, {
+      epochs: 3,
+      batchSize: 48,
+      lrSchedule: lr,
+      weightDecay: 0,
+      accuracyGuard: 1,
+      monitor: (m) => ({ ba: evaluate(m, clean, { normalization }).ba }),
+    });
+
+  // lr 0 and a trigger that stamps nothing: only the batch-norm statistics move, towards the
+  // clean images' own, and the guard does nothing.
+  const nothing = { apply: (images: import('../../src/index.js').Tensor) => images.clone() };
+  const still = copyOf();
+  const quiet = run(still, () => 0, nothing).guard!;
+  close(quiet.before, start, 1e-9);
+  assert.equal(quiet.action, 'none');
+  assert.ok(quiet.atEnd !== null);
+
+  // A destructive first epoch: the guard switches on the clean cross-entropy and the re-fit.
+  const wrecked = copyOf();
+  const result = run(wrecked, (epoch) => (epoch === 0 ? 20 : 0.01));
+  const guard = result.guard!;
+  close(guard.afterFirstEpoch, result.epochs[0]!.ba!, 1e-9);
+  close(result.epochs[0]!.cleanAccuracy!, guard.afterFirstEpoch, 1e-9);
+  assert.ok(guard.before - guard.afterFirstEpoch > 1, `epoch 0 hurt: ${guard.before} -> ${guard.afterFirstEpoch}`);
+  assert.equal(guard.action, 'clean-ce+refit-head');
+  assert.equal(guard.atEnd, null);
+  const recovered = evaluate(wrecked, clean, { normalization }).ba;
+  assert.ok(recovered > guard.afterFirstEpoch + 10, `recovered: ${guard.afterFirstEpoch} -> ${recovered}`);
+
+  // Harmless first epoch, destructive later: only the end check acts, with the head re-fit.
+  const late = copyOf();
+  const faint = tidy(() => tensor([0.05]).expand([3, 12, 12]).clone());
+  const lateGuard = run(late, (epoch) => (epoch === 0 ? 0 : 20), {
+    apply: (images: import('../../src/index.js').Tensor) => stampAdditive(images, faint),
+  }).guard!;
+  assert.equal(lateGuard.action, 'refit-head');
+  assert.ok(lateGuard.atEnd !== null && lateGuard.before - lateGuard.atEnd > 1, `the end check saw the fall`);
+
+  // Off by default: no guard record.
+  const plain = copyOf();
+  assert.equal(purify(plain, clean, trigger, { epochs: 1, batchSize: 48, lrSchedule: () => 0 }).guard, undefined);
+  for (const item of [trained, still, wrecked, late, plain, delta, faint, clean]) item.dispose();
 });

@@ -77,6 +77,8 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   cleanFeatureWeight: number;
   recalibrateBn?: boolean;
   refitHead?: boolean;
+  /** --accuracy-guard: points, 'off', or unset (the preset's: 1 by default, off for published). */
+  accuracyGuard?: number | 'off';
   /** Leave out the last partial batch of every inversion pass and purification epoch (published). */
   dropLast: boolean;
   monitor: number;
@@ -106,6 +108,21 @@ const PUBLISHED_PURIFICATION = { epochs: 20, batchSize: 64, temperature: 0.5 } a
  */
 export function purificationPrecision(flags: Pick<DefendFlags, 'preset' | 'precision'>): Precision {
   return resolvePrecision(flags.precision ?? (flags.preset === 'published' ? 'float32' : 'auto'));
+}
+
+/**
+ * A default that differs from the published configuration: the clean-accuracy guard
+ * (`accuracyGuard` in purify). Where the published loss keeps BA (the authors' model) it does
+ * nothing; where the first epoch at lr 0.1 costs more than this many points of accuracy on
+ * the clean images (the short-trained models of bench:attacks), it adds the clean
+ * cross-entropy term from the second epoch on and re-fits the head.
+ */
+export const DEFAULT_ACCURACY_GUARD = 1;
+
+/** --accuracy-guard, or the preset's value; undefined: off. */
+export function accuracyGuard(flags: Pick<DefendFlags, 'preset' | 'accuracyGuard'>): number | undefined {
+  const value = flags.accuracyGuard ?? (flags.preset === 'published' ? 'off' : DEFAULT_ACCURACY_GUARD);
+  return value === 'off' ? undefined : value;
 }
 
 /** --inversion-patience, or the preset's value: the project default, or never (published). */
@@ -256,6 +273,12 @@ export function defendCommand(): Command {
     )
     .addOption(
       new Option(
+        '--accuracy-guard <points>',
+        `if the first purification epoch costs more than this many points of accuracy on the clean images (which the published loss never reads, so they track BA), add the clean cross-entropy term from the second epoch on and re-fit the head; if only the end shows the fall, re-fit the head (default: ${DEFAULT_ACCURACY_GUARD}; 'off' and --preset published: never; measured in the README)`,
+      ).argParser((value: string): number | 'off' => (value === 'off' ? 'off' : number('--accuracy-guard', 0)(value))),
+    )
+    .addOption(
+      new Option(
         '--recalibrate-bn',
         'after purification, re-estimate the batch-norm statistics on the clean images (the published loss leaves those of the stamped images)',
       ),
@@ -306,6 +329,8 @@ function purificationChanges(flags: DefendFlags): Record<string, number | boolea
   if (flags.cleanFeatureWeight > 0) changes.clean_feature_weight = flags.cleanFeatureWeight;
   if (flags.refitHead === true) changes.refit_head = true;
   if (flags.recalibrateBn === true) changes.recalibrate_bn = true;
+  const guard = accuracyGuard(flags);
+  if (guard !== undefined) changes.accuracy_guard = guard;
   if (!flags.dropLast) changes.drop_last = false;
   const precision = purificationPrecision(flags);
   if (precision !== 'float32') changes.precision = precision;
@@ -494,6 +519,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     cleanFeatureWeight: flags.cleanFeatureWeight,
     recalibrateBatchNorm: flags.recalibrateBn === true,
     refitHead: flags.refitHead === true,
+    ...(accuracyGuard(flags) === undefined ? {} : { accuracyGuard: accuracyGuard(flags)! }),
     dropLast: flags.dropLast,
     lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
     seed: flags.seed,
@@ -513,6 +539,13 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
         `  epoch ${e.epoch + 1}/${flags.epochs}  lr ${e.lr}  loss ${e.loss.toFixed(4)}${e.ba === undefined ? '' : `  BA ${e.ba.toFixed(1)}%  ASR ${e.asr?.toFixed(1)}% (monitor set)`}  ${e.seconds.toFixed(1)} s`,
       ),
   });
+  const guard = result.guard;
+  if (guard !== undefined) {
+    say(
+      flags,
+      `accuracy guard (${guard.tolerance} points): clean-image accuracy ${guard.before.toFixed(2)}% before, ${guard.afterFirstEpoch.toFixed(2)}% after epoch 1${guard.atEnd === null ? '' : `, ${guard.atEnd.toFixed(2)}% at the end`}: ${guard.action === 'none' ? 'no action' : guard.action === 'refit-head' ? 'head re-fitted' : 'clean cross-entropy from epoch 2 and head re-fitted'}`,
+    );
+  }
   const after = measure();
   const total = (performance.now() - started) / 1000;
   say(
@@ -563,6 +596,17 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
       asr: e.asr ?? null,
     })),
     options: purificationChanges(flags),
+    ...(guard === undefined
+      ? {}
+      : {
+          accuracy_guard: {
+            tolerance: guard.tolerance,
+            before: guard.before,
+            after_first_epoch: guard.afterFirstEpoch,
+            at_end: guard.atEnd,
+            action: guard.action,
+          },
+        }),
     trigger: {
       method: trigger.method,
       size: trigger.size,

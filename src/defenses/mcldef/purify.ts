@@ -72,6 +72,17 @@ export interface PurifyOptions {
    * statistics would enter the running averages with weight 0.1 at the end of every epoch.
    */
   dropLast?: boolean;
+  /**
+   * Clean-accuracy guard, in points (off by default: the published loss alone). The published
+   * loss never reads the labels, so the clean images' accuracy tracks BA. If, after the first
+   * epoch, it has fallen by more than this from the frozen model's, the clean cross-entropy
+   * term (weight `guardCleanWeight`, unless `cleanWeight` is set) joins the loss from the
+   * second epoch on and the head is re-fitted at the end (`refitHead`); if it has fallen by
+   * more than this only at the end, the head alone is re-fitted.
+   */
+  accuracyGuard?: number;
+  /** The clean cross-entropy weight the guard switches on (default 1). */
+  guardCleanWeight?: number;
   /** Stop when the epoch loss has not fallen by 1 % for this many epochs (off by default). */
   earlyStopPatience?: number;
   seed?: number;
@@ -93,7 +104,21 @@ export interface PurifyEpoch {
   loss: number;
   ba?: number;
   asr?: number;
+  /** Accuracy on the clean images (eval mode), where the accuracy guard measured it. */
+  cleanAccuracy?: number;
   seconds: number;
+}
+
+/** What the accuracy guard measured and did. */
+export interface AccuracyGuardRecord {
+  tolerance: number;
+  /** The frozen model's accuracy on the clean images, %. */
+  before: number;
+  afterFirstEpoch: number;
+  /** Measured only when the guard had not acted after the first epoch. */
+  atEnd: number | null;
+  /** 'none', 'clean-ce+refit-head' (acted after the first epoch) or 'refit-head' (at the end). */
+  action: 'none' | 'clean-ce+refit-head' | 'refit-head';
 }
 
 export interface PurifyResult {
@@ -105,6 +130,8 @@ export interface PurifyResult {
   /** Time spent in `monitor` (not the defense itself). */
   monitorSeconds: number;
   stoppedEarly: boolean;
+  /** Set when `accuracyGuard` was on. */
+  guard?: AccuracyGuardRecord;
 }
 
 /** −log(e^{cos(a,p)/τ} / (e^{cos(a,p)/τ} + e^{cos(a,n)/τ})), averaged over the batch. */
@@ -182,6 +209,29 @@ export function refitHead(
   }
 }
 
+/** The model's accuracy (%) on the clean images, in eval mode; leaves the model in eval mode. */
+function cleanAccuracy(model: Classifier, clean: ImageSplit, precision: Precision): number {
+  model.eval();
+  let correct = 0;
+  noGrad(() => {
+    let start = 0;
+    for (const batch of cleanBatches(clean, 128)) {
+      const count = batch.size(0);
+      correct += tidy(() =>
+        model
+          .classify(featuresAt(model, precision, batch))
+          .argmax(1)
+          .eq(clean.labels.narrow(0, start, count))
+          .sum()
+          .item(),
+      );
+      batch.dispose();
+      start += count;
+    }
+  });
+  return (100 * correct) / clean.count;
+}
+
 /** The frozen model's features of every clean image and of its stamped copy. */
 function frozenFeatures(
   model: Classifier,
@@ -230,6 +280,17 @@ export function purify(
   const precision = options.precision ?? 'float32';
   const dropLast = options.dropLast ?? true;
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
+  const guardTolerance = options.accuracyGuard;
+  // The frozen model's clean accuracy comes free from the positive features.
+  const accuracyBefore =
+    guardTolerance === undefined
+      ? 0
+      : noGrad(() =>
+          tidy(() => (100 * model.classify(positive).argmax(1).eq(clean.labels).sum().item()) / clean.count),
+        );
+  let guard: AccuracyGuardRecord | undefined;
+  let cleanWeightNow = options.cleanWeight ?? 0;
+  let refitNow = options.refitHead === true;
   const featureSeconds = (performance.now() - started) / 1000;
   let monitorSeconds = 0;
   const optimizer = new SGD(model.parameters(), {
@@ -247,7 +308,7 @@ export function purify(
       const epochStart = performance.now();
       model.train();
       const order = permutation(clean.count, ((options.seed ?? 0) * 31337 + epoch * 2654435761) >>> 0);
-      const cleanWeight = epoch >= cleanWeightFrom ? (options.cleanWeight ?? 0) : 0;
+      const cleanWeight = epoch >= cleanWeightFrom ? cleanWeightNow : 0;
       let lossSum = 0;
       let seen = 0;
       for (let start = 0; start < batchEnd(order.length, batchSize, dropLast); start += batchSize) {
@@ -294,6 +355,22 @@ export function purify(
         seconds: (performance.now() - epochStart) / 1000,
       };
       lrSchedule.step();
+      if (guardTolerance !== undefined && epoch === 0) {
+        record.cleanAccuracy = cleanAccuracy(model, clean, precision);
+        const acts = accuracyBefore - record.cleanAccuracy > guardTolerance;
+        guard = {
+          tolerance: guardTolerance,
+          before: accuracyBefore,
+          afterFirstEpoch: record.cleanAccuracy,
+          atEnd: null,
+          action: acts ? 'clean-ce+refit-head' : 'none',
+        };
+        if (acts) {
+          if (cleanWeightNow === 0) cleanWeightNow = options.guardCleanWeight ?? 1;
+          refitNow = true;
+        }
+        model.train();
+      }
       if (options.monitor !== undefined) {
         const monitorStart = performance.now();
         Object.assign(record, options.monitor(model, epoch));
@@ -314,7 +391,14 @@ export function purify(
     if (options.recalibrateBatchNorm === true) {
       recalibrateBatchNorm(model, cleanBatches(clean, 256));
     }
-    if (options.refitHead === true) refitHead(model, clean, { precision });
+    if (guard !== undefined && guard.action === 'none') {
+      guard.atEnd = cleanAccuracy(model, clean, precision);
+      if (guard.before - guard.atEnd > guard.tolerance) {
+        guard.action = 'refit-head';
+        refitNow = true;
+      }
+    }
+    if (refitNow) refitHead(model, clean, { precision });
   } finally {
     optimizer.dispose();
     positive.dispose();
@@ -327,5 +411,6 @@ export function purify(
     featureSeconds,
     monitorSeconds,
     stoppedEarly,
+    ...(guard === undefined ? {} : { guard }),
   };
 }
