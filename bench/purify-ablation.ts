@@ -113,7 +113,7 @@ for (const name of values.variants.split(',')) {
   const guardText =
     guard === undefined
       ? ''
-      : `  [guard: clean accuracy ${guard.before.toFixed(2)} -> ${guard.afterFirstEpoch.toFixed(2)} after epoch 0${guard.atEnd === null ? '' : `, ${guard.atEnd.toFixed(2)} at the end`}: ${guard.action}]`;
+      : `  [guard: clean accuracy ${guard.before.toFixed(2)} -> ${guard.after.toFixed(2)}${guard.refitHead ? ', head re-fitted' : ''}]`;
   console.log(`${name.padEnd(20)} ${measure(model)}  (${seconds.toFixed(0)} s)${guardText}`);
   model.dispose();
 }

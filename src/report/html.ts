@@ -28,25 +28,13 @@ export interface DefenseReport {
   /** Purification settings that differ from the published loss, e.g. {refit_head: true}. */
   options?: Record<string, number | boolean | string>;
   /** What the clean-accuracy guard measured (%) and did, where it was on. */
-  accuracy_guard?: {
-    tolerance: number;
-    before: number;
-    after_first_epoch: number;
-    at_end: number | null;
-    action: 'none' | 'clean-ce+refit-head' | 'refit-head';
-  };
+  accuracy_guard?: { tolerance: number; before: number; after: number; refit_head: boolean };
 }
 
 /** A line on the clean-accuracy guard, if it was on. */
 function guardLine(guard: DefenseReport['accuracy_guard']): string {
   if (guard === undefined) return '';
-  const action =
-    guard.action === 'none'
-      ? 'it did nothing'
-      : guard.action === 'refit-head'
-        ? 'so the head was re-fitted'
-        : 'so the clean cross-entropy term joined the loss from epoch 2 and the head was re-fitted';
-  return `<p class="muted">Accuracy guard (${guard.tolerance} points): the clean images' accuracy was ${guard.before.toFixed(2)} % before, ${guard.after_first_epoch.toFixed(2)} % after epoch 1${guard.at_end === null ? '' : ` and ${guard.at_end.toFixed(2)} % at the end`}; ${action}.</p>`;
+  return `<p class="muted">Accuracy guard (${guard.tolerance} points): the clean images' accuracy was ${guard.before.toFixed(2)} % before and ${guard.after.toFixed(2)} % after purification; ${guard.refit_head ? 'so the head was re-fitted' : 'it did nothing'}.</p>`;
 }
 
 function escape(text: string): string {
@@ -123,7 +111,7 @@ ${trigger}
 <p class="muted">Additive pattern shown around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern; for a warp, its horizontal and vertical shifts around mid-grey (scaled to the largest).</p>
 <h2>Purification</h2>
 ${chart}
-<p class="muted">BA and ASR per epoch on the monitor subset of the test split${report.options?.refit_head === true || (report.accuracy_guard?.action ?? 'none') !== 'none' ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>
+<p class="muted">BA and ASR per epoch on the monitor subset of the test split${report.options?.refit_head === true || report.accuracy_guard?.refit_head === true ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>
 ${changes(report.options)}
 ${guardLine(report.accuracy_guard)}
 </body></html>

@@ -132,25 +132,19 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   const autoPrecision = hasNativeBfloat16() ? { precision: 'bfloat16' } : {};
   assert.deepEqual(
     report.options,
-    { epochs: 2, accuracy_guard: 1, ...autoPrecision },
+    { epochs: 2, accuracy_guard: 2, ...autoPrecision },
     'only the settings that differ from the published ones',
   );
   assert.match(html, /differ from the published configuration: <code>epochs = 2<\/code>/);
   // The accuracy guard (a default) reports what it measured on the clean images and did.
-  const guard = report.accuracy_guard as {
-    before: number;
-    after_first_epoch: number;
-    at_end: number | null;
-    action: string;
-  };
-  for (const value of [guard.before, guard.after_first_epoch]) assert.ok(value >= 0 && value <= 100, `${value}`);
-  assert.ok(['none', 'refit-head', 'clean-ce+refit-head'].includes(guard.action), guard.action);
+  const guard = report.accuracy_guard as { before: number; after: number; refit_head: boolean };
+  for (const value of [guard.before, guard.after]) assert.ok(value >= 0 && value <= 100, `${value}`);
   assert.equal(
-    guard.at_end === null,
-    guard.action === 'clean-ce+refit-head',
-    'the end check runs only if epoch 1 passed',
+    guard.refit_head,
+    guard.before - guard.after > 2,
+    'a re-fit exactly where the accuracy fell by more than 2',
   );
-  assert.match(html, /Accuracy guard \(1 points\)/);
+  assert.match(html, /Accuracy guard \(2 points\)/);
   // --refit-head and the bfloat16 settings are recorded in the JSON and named in the HTML.
   const refitOut = join(folder, 'refit.safetensors');
   const refit = mcldef([

@@ -74,15 +74,11 @@ export interface PurifyOptions {
   dropLast?: boolean;
   /**
    * Clean-accuracy guard, in points (off by default: the published loss alone). The published
-   * loss never reads the labels, so the clean images' accuracy tracks BA. If, after the first
-   * epoch, it has fallen by more than this from the frozen model's, the clean cross-entropy
-   * term (weight `guardCleanWeight`, unless `cleanWeight` is set) joins the loss from the
-   * second epoch on and the head is re-fitted at the end (`refitHead`); if it has fallen by
-   * more than this only at the end, the head alone is re-fitted.
+   * loss never reads the labels, so the clean images' accuracy tracks BA. If, after the last
+   * epoch, it has fallen by more than this from the frozen model's, the head is re-fitted
+   * (`refitHead`).
    */
   accuracyGuard?: number;
-  /** The clean cross-entropy weight the guard switches on (default 1). */
-  guardCleanWeight?: number;
   /** Stop when the epoch loss has not fallen by 1 % for this many epochs (off by default). */
   earlyStopPatience?: number;
   seed?: number;
@@ -104,8 +100,6 @@ export interface PurifyEpoch {
   loss: number;
   ba?: number;
   asr?: number;
-  /** Accuracy on the clean images (eval mode), where the accuracy guard measured it. */
-  cleanAccuracy?: number;
   seconds: number;
 }
 
@@ -114,11 +108,9 @@ export interface AccuracyGuardRecord {
   tolerance: number;
   /** The frozen model's accuracy on the clean images, %. */
   before: number;
-  afterFirstEpoch: number;
-  /** Measured only when the guard had not acted after the first epoch. */
-  atEnd: number | null;
-  /** 'none', 'clean-ce+refit-head' (acted after the first epoch) or 'refit-head' (at the end). */
-  action: 'none' | 'clean-ce+refit-head' | 'refit-head';
+  /** After the last epoch, before any re-fit, %. */
+  after: number;
+  refitHead: boolean;
 }
 
 export interface PurifyResult {
@@ -289,8 +281,6 @@ export function purify(
           tidy(() => (100 * model.classify(positive).argmax(1).eq(clean.labels).sum().item()) / clean.count),
         );
   let guard: AccuracyGuardRecord | undefined;
-  let cleanWeightNow = options.cleanWeight ?? 0;
-  let refitNow = options.refitHead === true;
   const featureSeconds = (performance.now() - started) / 1000;
   let monitorSeconds = 0;
   const optimizer = new SGD(model.parameters(), {
@@ -308,7 +298,7 @@ export function purify(
       const epochStart = performance.now();
       model.train();
       const order = permutation(clean.count, ((options.seed ?? 0) * 31337 + epoch * 2654435761) >>> 0);
-      const cleanWeight = epoch >= cleanWeightFrom ? cleanWeightNow : 0;
+      const cleanWeight = epoch >= cleanWeightFrom ? (options.cleanWeight ?? 0) : 0;
       let lossSum = 0;
       let seen = 0;
       for (let start = 0; start < batchEnd(order.length, batchSize, dropLast); start += batchSize) {
@@ -355,22 +345,6 @@ export function purify(
         seconds: (performance.now() - epochStart) / 1000,
       };
       lrSchedule.step();
-      if (guardTolerance !== undefined && epoch === 0) {
-        record.cleanAccuracy = cleanAccuracy(model, clean, precision);
-        const acts = accuracyBefore - record.cleanAccuracy > guardTolerance;
-        guard = {
-          tolerance: guardTolerance,
-          before: accuracyBefore,
-          afterFirstEpoch: record.cleanAccuracy,
-          atEnd: null,
-          action: acts ? 'clean-ce+refit-head' : 'none',
-        };
-        if (acts) {
-          if (cleanWeightNow === 0) cleanWeightNow = options.guardCleanWeight ?? 1;
-          refitNow = true;
-        }
-        model.train();
-      }
       if (options.monitor !== undefined) {
         const monitorStart = performance.now();
         Object.assign(record, options.monitor(model, epoch));
@@ -391,14 +365,16 @@ export function purify(
     if (options.recalibrateBatchNorm === true) {
       recalibrateBatchNorm(model, cleanBatches(clean, 256));
     }
-    if (guard !== undefined && guard.action === 'none') {
-      guard.atEnd = cleanAccuracy(model, clean, precision);
-      if (guard.before - guard.atEnd > guard.tolerance) {
-        guard.action = 'refit-head';
-        refitNow = true;
-      }
+    if (guardTolerance !== undefined) {
+      const after = cleanAccuracy(model, clean, precision);
+      guard = {
+        tolerance: guardTolerance,
+        before: accuracyBefore,
+        after,
+        refitHead: accuracyBefore - after > guardTolerance,
+      };
     }
-    if (refitNow) refitHead(model, clean, { precision });
+    if (options.refitHead === true || guard?.refitHead === true) refitHead(model, clean, { precision });
   } finally {
     optimizer.dispose();
     positive.dispose();
