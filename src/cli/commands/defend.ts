@@ -112,12 +112,14 @@ export function purificationPrecision(flags: Pick<DefendFlags, 'preset' | 'preci
 
 /**
  * A default that differs from the published configuration: the clean-accuracy guard
- * (`accuracyGuard` in purify). Where the published loss keeps BA (the authors' model: 84.36 %
- * → 83.40 % on its clean images, seed 0) it does nothing; where purification costs more than
- * this many points of accuracy on the clean images (the short-trained models of
- * bench:attacks), it re-fits the head.
+ * (`accuracyGuard` in purify). The clean images are training images, which a long-trained
+ * model has partly memorized, so their accuracy falls faster than BA: on the authors' model
+ * (seeds 0 and 1) by 0.96 and 2.52 points while BA changed by +0.36 and −0.90, and there a
+ * re-fit head brings ASR back to 6 %. On the short-trained models of bench:attacks the
+ * published loss costs 7–13 points of BA and the clean images' accuracy falls by as much
+ * (BadNets grid: 7.68), and the re-fit takes most of it back. 4 points lies between.
  */
-export const DEFAULT_ACCURACY_GUARD = 2;
+export const DEFAULT_ACCURACY_GUARD = 4;
 
 /** --accuracy-guard, or the preset's value; undefined: off. */
 export function accuracyGuard(flags: Pick<DefendFlags, 'preset' | 'accuracyGuard'>): number | undefined {
@@ -140,7 +142,7 @@ function addDefenseOptions(command: Command): Command {
     .addOption(
       new Option(
         '--preset <name>',
-        `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern (--inversion-patience) and purification runs in bfloat16 where the CPU has it natively (--precision auto)`,
+        `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern (--inversion-patience), purification runs in bfloat16 where the CPU has it natively (--precision auto), and the head is re-fitted if purification cost more than ${DEFAULT_ACCURACY_GUARD} points of the clean images' accuracy (--accuracy-guard)`,
       )
         .choices(['published', 'default'])
         .default('default'),
