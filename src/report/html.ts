@@ -32,9 +32,9 @@ export interface DefenseReport {
 }
 
 /** A line on the clean-accuracy guard, if it was on. */
-function guardLine(guard: DefenseReport['accuracy_guard']): string {
+function guardLine(guard: DefenseReport['accuracy_guard'], refitAnyway: boolean): string {
   if (guard === undefined) return '';
-  return `<p class="muted">Accuracy guard (${guard.tolerance} points): the clean images' accuracy was ${guard.before.toFixed(2)} % before and ${guard.after.toFixed(2)} % after purification; ${guard.refit_head ? 'so the head was re-fitted' : 'it did nothing'}.</p>`;
+  return `<p class="muted">Accuracy guard (${guard.tolerance} points): the clean images' accuracy was ${guard.before.toFixed(2)} % before and ${guard.after.toFixed(2)} % after purification; ${guard.refit_head ? 'so the head was re-fitted' : refitAnyway ? 'within the tolerance (the head was re-fitted anyway, as asked)' : 'it did nothing'}.</p>`;
 }
 
 function escape(text: string): string {
@@ -113,7 +113,7 @@ ${trigger}
 ${chart}
 <p class="muted">BA and ASR per epoch on the monitor subset of the test split${report.options?.refit_head === true || report.accuracy_guard?.refit_head === true ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>
 ${changes(report.options)}
-${guardLine(report.accuracy_guard)}
+${guardLine(report.accuracy_guard, report.options?.refit_head === true)}
 </body></html>
 `;
 }

@@ -545,7 +545,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
   if (guard !== undefined) {
     say(
       flags,
-      `accuracy guard (${guard.tolerance} points): clean-image accuracy ${guard.before.toFixed(2)}% before, ${guard.after.toFixed(2)}% after purification: ${guard.refitHead ? 'head re-fitted' : 'no action'}`,
+      `accuracy guard (${guard.tolerance} points): clean-image accuracy ${guard.before.toFixed(2)}% before, ${guard.after.toFixed(2)}% after purification: ${guard.refitHead ? 'head re-fitted' : flags.refitHead === true ? 'within the tolerance (the head is re-fitted anyway: --refit-head)' : 'no action'}`,
     );
   }
   const after = measure();
