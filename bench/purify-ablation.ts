@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 
 import { applyCommon, buildAttack, buildModel, loadSplit } from '../src/cli/common.js';
 import { subset } from '../src/data/subset.js';
-import { DEFAULT_INVERSION_PATIENCE } from '../src/cli/commands/defend.js';
+import { DEFAULT_ACCURACY_GUARD, DEFAULT_INVERSION_PATIENCE } from '../src/cli/commands/defend.js';
 import { type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
 import { evaluate } from '../src/eval/metrics.js';
 import type { Classifier } from '../src/nn/models/classifier.js';
@@ -26,7 +26,7 @@ const VARIANTS: Record<string, PurifyOptions> = {
   'clean-ce-from-1+refit-head': { cleanWeight: 1, cleanWeightFrom: 1, refitHead: true },
   'clean-ce-from-1': { cleanWeight: 1, cleanWeightFrom: 1 },
   'stamped-ce': { stampedWeight: 1 },
-  'accuracy-guard': { accuracyGuard: 1 },
+  'accuracy-guard': { accuracyGuard: DEFAULT_ACCURACY_GUARD },
 };
 
 const { values } = parseArgs({

@@ -77,7 +77,7 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   cleanFeatureWeight: number;
   recalibrateBn?: boolean;
   refitHead?: boolean;
-  /** --accuracy-guard: points, 'off', or unset (the preset's: 1 by default, off for published). */
+  /** --accuracy-guard: points, 'off', or unset (the preset's: DEFAULT_ACCURACY_GUARD, off for published). */
   accuracyGuard?: number | 'off';
   /** Leave out the last partial batch of every inversion pass and purification epoch (published). */
   dropLast: boolean;
@@ -510,6 +510,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
       ? subset(test, Math.min(1, flags.monitor / test.count), { seed: 1 })
       : undefined;
   const precision = purificationPrecision(flags);
+  const guardTolerance = accuracyGuard(flags);
   say(flags, `purifying for ${flags.epochs} epochs (${precision === 'float32' ? 'float32' : 'bfloat16 autocast'})…`);
   const result = purify(model, clean, trigger, {
     epochs: flags.epochs,
@@ -521,7 +522,7 @@ export async function runDefend(flags: DefendFlags): Promise<void> {
     cleanFeatureWeight: flags.cleanFeatureWeight,
     recalibrateBatchNorm: flags.recalibrateBn === true,
     refitHead: flags.refitHead === true,
-    ...(accuracyGuard(flags) === undefined ? {} : { accuracyGuard: accuracyGuard(flags)! }),
+    ...(guardTolerance === undefined ? {} : { accuracyGuard: guardTolerance }),
     dropLast: flags.dropLast,
     lrSchedule: kind === 'gtsrb' ? 'gtsrb' : 'cifar',
     seed: flags.seed,

@@ -153,27 +153,33 @@ function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> 
   }
 }
 
-/**
- * Re-fits the head (the parameters `classify` uses) by full-batch Adam on cross-entropy over
- * the clean images' features, computed once in eval mode; the backbone does not change.
- */
-export function refitHead(
-  model: Classifier,
-  clean: ImageSplit,
-  options: { steps?: number; lr?: number; precision?: Precision } = {},
-): void {
+/** The model's features of every clean image, in eval mode, without gradient (the caller disposes). */
+function cleanFeatures(model: Classifier, clean: ImageSplit, precision: Precision): Tensor {
   const wasTraining = model.training;
   model.eval();
   const features = noGrad(() => {
     const parts: Tensor[] = [];
     for (const batch of cleanBatches(clean, 128)) {
-      parts.push(tidy(() => featuresAt(model, options.precision ?? 'float32', batch)));
+      parts.push(tidy(() => featuresAt(model, precision, batch)));
       batch.dispose();
     }
     const all = keep(F.cat(parts, 0));
     for (const part of parts) part.dispose();
     return all;
   });
+  model.train(wasTraining);
+  return features;
+}
+
+/** Accuracy (%) of the model's head on `features` against `labels`. */
+function headAccuracy(model: Classifier, features: Tensor, labels: Tensor): number {
+  return noGrad(() => tidy(() => (100 * model.classify(features).argmax(1).eq(labels).sum().item()) / labels.size(0)));
+}
+
+/** Full-batch Adam on cross-entropy of classify(features); only the head's parameters move. */
+function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: { steps?: number; lr?: number }): void {
+  const wasTraining = model.training;
+  model.eval();
   // The head is whatever receives a gradient from classify(features).
   model.zeroGrad();
   tidy(() => model.classify(features).sum().backward());
@@ -187,7 +193,7 @@ export function refitHead(
   try {
     for (let step = 0; step < (options.steps ?? 200); step++) {
       tidy(() => {
-        const loss = F.crossEntropy(model.classify(features), clean.labels);
+        const loss = F.crossEntropy(model.classify(features), labels);
         optimizer.zeroGrad();
         loss.backward();
         optimizer.step();
@@ -195,33 +201,26 @@ export function refitHead(
     }
   } finally {
     optimizer.dispose();
-    features.dispose();
     model.zeroGrad();
     model.train(wasTraining);
   }
 }
 
-/** The model's accuracy (%) on the clean images, in eval mode; leaves the model in eval mode. */
-function cleanAccuracy(model: Classifier, clean: ImageSplit, precision: Precision): number {
-  model.eval();
-  let correct = 0;
-  noGrad(() => {
-    let start = 0;
-    for (const batch of cleanBatches(clean, 128)) {
-      const count = batch.size(0);
-      correct += tidy(() =>
-        model
-          .classify(featuresAt(model, precision, batch))
-          .argmax(1)
-          .eq(clean.labels.narrow(0, start, count))
-          .sum()
-          .item(),
-      );
-      batch.dispose();
-      start += count;
-    }
-  });
-  return (100 * correct) / clean.count;
+/**
+ * Re-fits the head (the parameters `classify` uses) by full-batch Adam on cross-entropy over
+ * the clean images' features, computed once in eval mode; the backbone does not change.
+ */
+export function refitHead(
+  model: Classifier,
+  clean: ImageSplit,
+  options: { steps?: number; lr?: number; precision?: Precision } = {},
+): void {
+  const features = cleanFeatures(model, clean, options.precision ?? 'float32');
+  try {
+    fitHead(model, features, clean.labels, options);
+  } finally {
+    features.dispose();
+  }
 }
 
 /** The frozen model's features of every clean image and of its stamped copy. */
@@ -274,12 +273,7 @@ export function purify(
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
   const guardTolerance = options.accuracyGuard;
   // The frozen model's clean accuracy comes free from the positive features.
-  const accuracyBefore =
-    guardTolerance === undefined
-      ? 0
-      : noGrad(() =>
-          tidy(() => (100 * model.classify(positive).argmax(1).eq(clean.labels).sum().item()) / clean.count),
-        );
+  const accuracyBefore = guardTolerance === undefined ? 0 : headAccuracy(model, positive, clean.labels);
   let guard: AccuracyGuardRecord | undefined;
   const featureSeconds = (performance.now() - started) / 1000;
   let monitorSeconds = 0;
@@ -366,15 +360,19 @@ export function purify(
       recalibrateBatchNorm(model, cleanBatches(clean, 256));
     }
     if (guardTolerance !== undefined) {
-      const after = cleanAccuracy(model, clean, precision);
-      guard = {
-        tolerance: guardTolerance,
-        before: accuracyBefore,
-        after,
-        refitHead: accuracyBefore - after > guardTolerance,
-      };
+      // One feature pass serves both the measurement and, where the guard acts, the re-fit.
+      const features = cleanFeatures(model, clean, precision);
+      try {
+        const after = headAccuracy(model, features, clean.labels);
+        const acts = accuracyBefore - after > guardTolerance;
+        guard = { tolerance: guardTolerance, before: accuracyBefore, after, refitHead: acts };
+        if (acts || options.refitHead === true) fitHead(model, features, clean.labels, {});
+      } finally {
+        features.dispose();
+      }
+    } else if (options.refitHead === true) {
+      refitHead(model, clean, { precision });
     }
-    if (options.refitHead === true || guard?.refitHead === true) refitHead(model, clean, { precision });
   } finally {
     optimizer.dispose();
     positive.dispose();
