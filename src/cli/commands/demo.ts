@@ -25,7 +25,12 @@ import {
   runAction,
   say,
 } from '../common.js';
-import { DEFAULT_SCAN_PASSES, DEFAULT_WARP_PASSES, DEFAULT_WARP_SHIFT } from '../../defenses/mcldef/index.js';
+import {
+  DEFAULT_ANOMALY_SCALE,
+  DEFAULT_SCAN_PASSES,
+  DEFAULT_WARP_PASSES,
+  DEFAULT_WARP_SHIFT,
+} from '../../defenses/mcldef/index.js';
 import { runDefend } from './defend.js';
 
 interface DemoFlags extends CommonFlags {
@@ -167,7 +172,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     preset: 'default',
     dropLast: true,
     scanPasses: DEFAULT_SCAN_PASSES,
-    anomalyScale: 'linear',
+    anomalyScale: DEFAULT_ANOMALY_SCALE,
     warpShift: DEFAULT_WARP_SHIFT,
     warpPasses: DEFAULT_WARP_PASSES,
     precision: 'float32',
