@@ -16,6 +16,7 @@ import {
   contrastiveLoss,
   detectBackdoor,
   DEFAULT_ANOMALY_SCALE,
+  DEFAULT_MAX_SIZE_FRACTION,
   flagTarget,
   invertTrigger,
   patternRegularizer,
@@ -219,7 +220,25 @@ test('the default anomaly scale (log) flags what the linear index flags on every
     assert.equal(log.target, target, `${model}: log`);
     // Where a backdoor is flagged, the log index separates it at least as clearly.
     if (target !== null) assert.ok(log.indices[target]! >= flagTarget(sizes).indices[target]!, model);
+    const withRule = flagTarget(sizes, 2, DEFAULT_ANOMALY_SCALE, DEFAULT_MAX_SIZE_FRACTION);
+    assert.equal(withRule.target, target, `${model}: log, half-median rule`);
   }
+});
+
+test('the half-median rule: a slightly small trigger among tightly clustered sizes is no backdoor', () => {
+  assert.equal(DEFAULT_MAX_SIZE_FRACTION, 0.5);
+  // The SIG model of bench:attacks on the AMD EPYC (target 0; its backdoor has no small trigger).
+  const sig = [183, 149, 167, 252, 197, 182, 157, 166, 178, 130];
+  const index = flagTarget(sig, 2, 'log');
+  assert.equal(index.target, 9, 'the index alone flags class 9');
+  close(index.indices[9]!, 2.48, 0.005);
+  assert.equal(flagTarget(sig).target, 9, 'so does the linear index');
+  assert.equal(flagTarget(sig, 2, 'log', DEFAULT_MAX_SIZE_FRACTION).target, null, '130 is 0.75 of the median 172');
+  assert.equal(flagTarget(sig, 2, 'log', 0.76).target, 9);
+  // The patch model (target 0, size 8 of a median 198): flagged under the rule too.
+  const patch = [8, 121, 606, 523, 486, 146, 238, 150, 158, 683];
+  assert.equal(flagTarget(patch, 2, 'log', DEFAULT_MAX_SIZE_FRACTION).target, 0);
+  assert.equal(flagTarget(patch).target, null, 'the linear index misses it (0.96)');
 });
 
 test('a tiny synthetic backdoor is found by detect (target unknown) and removed by purify', () => {

@@ -11,6 +11,7 @@ import { parseDataSpec } from '../../data/load.js';
 import {
   type AnomalyScale,
   DEFAULT_ANOMALY_SCALE,
+  DEFAULT_MAX_SIZE_FRACTION,
   DEFAULT_SCAN_PASSES,
   DEFAULT_WARP_PASSES,
   DEFAULT_WARP_SHIFT,
@@ -58,6 +59,8 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
   passes?: number;
   scanPasses: number;
   anomalyScale: AnomalyScale;
+  /** A flagged trigger's largest size, as a fraction of the median size. */
+  maxSizeFraction: number;
   /** The warp scan's (and warp inversion's) largest control-point shift, in pixels (0: scan off). */
   warpShift: number;
   warpPasses: number;
@@ -176,6 +179,14 @@ function addDefenseOptions(command: Command): Command {
       )
         .choices(['linear', 'log'])
         .default(DEFAULT_ANOMALY_SCALE),
+    )
+    .addOption(
+      new Option(
+        '--max-size-fraction <f>',
+        "detection: a flagged trigger must also be at most this fraction of the classes' median trigger size (1: the index alone)",
+      )
+        .default(DEFAULT_MAX_SIZE_FRACTION)
+        .argParser(number('--max-size-fraction', 0, 1)),
     )
     .addOption(
       new Option(
@@ -352,6 +363,7 @@ function scanOptions(flags: DefendFlags): DetectOptions {
     method: flags.inversion === 'mask' ? 'mask' : 'pattern',
     scanPasses: flags.scanPasses,
     scale: flags.anomalyScale,
+    maxSizeFraction: flags.maxSizeFraction,
     warpShift: flags.warpShift,
     warpPasses: flags.warpPasses,
     precision: flags.inversionPrecision,
@@ -365,10 +377,13 @@ function printDetection(flags: CommonFlags, detection: DetectionResult): void {
     scan === null
       ? ''
       : `  warp loss ${scan.loss.toFixed(2)} (index ${index!.toFixed(2)}, ${(100 * scan.attackAccuracy).toFixed(0)}% reached)`;
+  const sizes = detection.classes.map((c) => c.size).sort((a, b) => a - b);
+  const middle = sizes.length >> 1;
+  const medianSize = sizes.length % 2 === 1 ? sizes[middle]! : (sizes[middle - 1]! + sizes[middle]!) / 2;
   for (const c of detection.classes) {
     say(
       flags,
-      `  class ${c.label}: trigger size ${c.size.toFixed(1)}  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%` +
+      `  class ${c.label}: trigger size ${c.size.toFixed(1)} (${(c.size / medianSize).toFixed(2)} of the median)  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%` +
         warp(c.warp, c.warpIndex),
     );
   }

@@ -27,6 +27,7 @@ import {
 } from '../common.js';
 import {
   DEFAULT_ANOMALY_SCALE,
+  DEFAULT_MAX_SIZE_FRACTION,
   DEFAULT_SCAN_PASSES,
   DEFAULT_WARP_PASSES,
   DEFAULT_WARP_SHIFT,
@@ -173,6 +174,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     dropLast: true,
     scanPasses: DEFAULT_SCAN_PASSES,
     anomalyScale: DEFAULT_ANOMALY_SCALE,
+    maxSizeFraction: DEFAULT_MAX_SIZE_FRACTION,
     warpShift: DEFAULT_WARP_SHIFT,
     warpPasses: DEFAULT_WARP_PASSES,
     precision: 'float32',
