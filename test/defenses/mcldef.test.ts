@@ -271,6 +271,14 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
     `detect: sizes ${detection.classes.map((c) => c.size).join(', ')}; indices ${detection.classes.map((c) => c.anomalyIndex.toFixed(2)).join(', ')}`,
   );
   assert.equal(detection.target, 2);
+  // Four classes: the median size is the mean of the middle two.
+  const sorted = detection.classes.map((c) => c.size).sort((a, b) => a - b);
+  const medianSize = (sorted[1]! + sorted[2]!) / 2;
+  for (const c of detection.classes) close(c.sizeFraction, c.size / medianSize, 1e-12);
+  assert.ok(
+    detection.classes[2]!.sizeFraction <= DEFAULT_MAX_SIZE_FRACTION,
+    'the flagged trigger passes the half-median rule',
+  );
   const trigger = invertTrigger(model, clean, 2, { passes: 30, seed: 1 });
   assert.ok(trigger.found);
   // Under bfloat16 autocast the inversion finds a trigger of about the same size.

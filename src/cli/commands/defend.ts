@@ -98,10 +98,9 @@ export interface DefendFlags extends CommonFlags, AttackFlags {
  * In every run measured on this project's models (the authors' model, seeds 0–2; the
  * BadNets grid and square, blended and trojan models of bench:attacks; the demo), no two
  * consecutive new best patterns were more than 14 passes apart (BadNets square: passes 6
- * and 20), so 15 returns the triggers
- * (and the results) that 20 returned, 5 passes sooner; 20 had given seeds 0 and 1 of the
- * authors' model the triggers of 30, where seed 2 stops with its pass-25 trigger (size 18)
- * and 30 ran all 100 passes down to size 14.
+ * and 20), so 15 returns the triggers (and the results) that 20 returned, 5 passes sooner;
+ * 20 had given seeds 0 and 1 of the authors' model the triggers of 30, where seed 2 stops
+ * with its pass-25 trigger (size 18) and 30 ran all 100 passes down to size 14.
  */
 export const DEFAULT_INVERSION_PATIENCE = 15;
 
@@ -377,13 +376,10 @@ function printDetection(flags: CommonFlags, detection: DetectionResult): void {
     scan === null
       ? ''
       : `  warp loss ${scan.loss.toFixed(2)} (index ${index!.toFixed(2)}, ${(100 * scan.attackAccuracy).toFixed(0)}% reached)`;
-  const sizes = detection.classes.map((c) => c.size).sort((a, b) => a - b);
-  const middle = sizes.length >> 1;
-  const medianSize = sizes.length % 2 === 1 ? sizes[middle]! : (sizes[middle - 1]! + sizes[middle]!) / 2;
   for (const c of detection.classes) {
     say(
       flags,
-      `  class ${c.label}: trigger size ${c.size.toFixed(1)} (${(c.size / medianSize).toFixed(2)} of the median)  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%` +
+      `  class ${c.label}: trigger size ${c.size.toFixed(1)} (${c.sizeFraction.toFixed(2)} of the median)  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%` +
         warp(c.warp, c.warpIndex),
     );
   }
