@@ -7,8 +7,12 @@ import { parseArgs } from 'node:util';
 
 import { applyCommon, buildAttack, buildModel, loadSplit } from '../src/cli/common.js';
 import { subset } from '../src/data/subset.js';
-import { DEFAULT_ACCURACY_GUARD, DEFAULT_INVERSION_PATIENCE } from '../src/cli/commands/defend.js';
-import { type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
+import {
+  DEFAULT_ACCURACY_GUARD,
+  DEFAULT_INVERSION_PATIENCE,
+  DEFAULT_PURIFICATION_EPOCHS,
+} from '../src/cli/commands/defend.js';
+import { type InversionMethod, type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
 import { evaluate } from '../src/eval/metrics.js';
 import type { Classifier } from '../src/nn/models/classifier.js';
 
@@ -27,6 +31,8 @@ const VARIANTS: Record<string, PurifyOptions> = {
   'clean-ce-from-1': { cleanWeight: 1, cleanWeightFrom: 1 },
   'stamped-ce': { stampedWeight: 1 },
   'accuracy-guard': { accuracyGuard: DEFAULT_ACCURACY_GUARD },
+  'clean-ce-from-1+guard': { cleanWeight: 1, cleanWeightFrom: 1, accuracyGuard: DEFAULT_ACCURACY_GUARD },
+  'clean-features+guard': { cleanFeatureWeight: 1, accuracyGuard: DEFAULT_ACCURACY_GUARD },
 };
 
 const { values } = parseArgs({
@@ -44,6 +50,8 @@ const { values } = parseArgs({
     variants: { type: 'string', default: Object.keys(VARIANTS).join(',') },
     seed: { type: 'string', default: '0' },
     'inversion-patience': { type: 'string', default: String(DEFAULT_INVERSION_PATIENCE) },
+    inversion: { type: 'string', default: 'pattern' },
+    epochs: { type: 'string', default: String(DEFAULT_PURIFICATION_EPOCHS) },
     precision: { type: 'string', default: 'float32' },
     'inversion-precision': { type: 'string' },
     threads: { type: 'string', default: '2' },
@@ -51,7 +59,7 @@ const { values } = parseArgs({
 });
 if (values.weights === undefined || values.attack === undefined) {
   console.error(
-    'usage: --weights FILE --attack NAME --target K [--variants a,b] [--seed N] [--inversion-patience N] [--precision float32|bfloat16] [--inversion-precision float32|bfloat16] [--threads N]',
+    'usage: --weights FILE --attack NAME --target K [--variants a,b] [--seed N] [--inversion pattern|mask|warp] [--inversion-patience N] [--epochs N] [--precision float32|bfloat16] [--inversion-precision float32|bfloat16] [--threads N]',
   );
   process.exit(2);
 }
@@ -83,10 +91,16 @@ const measure = (model: Classifier): string => {
   return `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}  (without the trigger ${m.asr_no_trigger.toFixed(2)})`;
 };
 
+function inversionMethod(name: string): InversionMethod {
+  if (name === 'pattern' || name === 'mask' || name === 'warp') return name;
+  throw new Error(`--inversion must be pattern, mask or warp, not ${name}`);
+}
+
 const original = load();
 console.log(`before: ${measure(original)}`);
 let started = performance.now();
 const trigger = invertTrigger(original, clean, flags.target, {
+  method: inversionMethod(values.inversion),
   seed,
   patience: Number(values['inversion-patience']),
   precision: inversionPrecision,
@@ -107,7 +121,7 @@ for (const name of values.variants.split(',')) {
   if (options === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const model = load();
   started = performance.now();
-  const result = purify(model, clean, trigger, { precision, ...options, seed });
+  const result = purify(model, clean, trigger, { precision, epochs: Number(values.epochs), ...options, seed });
   const seconds = (performance.now() - started) / 1000;
   const guard = result.guard;
   const guardText =

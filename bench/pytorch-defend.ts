@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { data } from '../src/index.js';
-import { DEFAULT_INVERSION_PATIENCE } from '../src/cli/commands/defend.js';
+import { DEFAULT_INVERSION_PATIENCE, DEFAULT_PURIFICATION_EPOCHS } from '../src/cli/commands/defend.js';
 
 const { values } = parseArgs({
   options: {
@@ -75,7 +75,7 @@ try {
     `${seed}`,
     '--monitor',
     values.monitor,
-    ...(published ? [] : ['--patience', `${DEFAULT_INVERSION_PATIENCE}`]),
+    ...(published ? [] : ['--patience', `${DEFAULT_INVERSION_PATIENCE}`, '--epochs', `${DEFAULT_PURIFICATION_EPOCHS}`]),
   ];
   console.log(`PyTorch: /usr/bin/python3 ${pythonArgs.join(' ')}`);
   const python = spawnSync('/usr/bin/python3', pythonArgs, { encoding: 'utf8', maxBuffer: 1 << 26 });

@@ -213,7 +213,7 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   }
 });
 
-test("defend's presets: 'auto' precision, inversion patience and the accuracy guard by default; float32, no patience, no guard when published", async () => {
+test("defend's presets: 'auto' precision, inversion patience, 12 epochs, the accuracy guard and (warp triggers) the clean-feature term by default; float32, no patience, 20 epochs, no guard, no term when published", async () => {
   const { inversionPatience, purificationPrecision, DEFAULT_INVERSION_PATIENCE } =
     await import('../../src/cli/commands/defend.js');
   const auto = hasNativeBfloat16() ? 'bfloat16' : 'float32';
@@ -224,6 +224,19 @@ test("defend's presets: 'auto' precision, inversion patience and the accuracy gu
   assert.equal(inversionPatience({ preset: 'default' }), DEFAULT_INVERSION_PATIENCE);
   assert.equal(inversionPatience({ preset: 'published' }), undefined);
   assert.equal(inversionPatience({ preset: 'published', inversionPatience: 5 }), 5);
+  const { purificationEpochs, DEFAULT_PURIFICATION_EPOCHS } = await import('../../src/cli/commands/defend.js');
+  assert.equal(DEFAULT_PURIFICATION_EPOCHS, 12);
+  assert.equal(purificationEpochs({ preset: 'default' }), 12);
+  assert.equal(purificationEpochs({ preset: 'published' }), 20, 'the published 20 epochs');
+  assert.equal(purificationEpochs({ preset: 'published', epochs: 5 }), 5, 'a flag wins');
+  assert.equal(purificationEpochs({ preset: 'default', epochs: 20 }), 20);
+  const { cleanFeatureWeight, DEFAULT_WARP_CLEAN_FEATURE_WEIGHT } = await import('../../src/cli/commands/defend.js');
+  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'warp'), DEFAULT_WARP_CLEAN_FEATURE_WEIGHT);
+  assert.equal(DEFAULT_WARP_CLEAN_FEATURE_WEIGHT, 1);
+  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'pattern'), 0, 'pattern triggers keep the published loss');
+  assert.equal(cleanFeatureWeight({ preset: 'published' }, 'warp'), 0);
+  assert.equal(cleanFeatureWeight({ preset: 'default', cleanFeatureWeight: 0 }, 'warp'), 0, 'a flag wins');
+  assert.equal(cleanFeatureWeight({ preset: 'published', cleanFeatureWeight: 2 }, 'pattern'), 2);
   const { accuracyGuard, DEFAULT_ACCURACY_GUARD } = await import('../../src/cli/commands/defend.js');
   assert.equal(accuracyGuard({ preset: 'default' }), DEFAULT_ACCURACY_GUARD);
   assert.equal(accuracyGuard({ preset: 'published' }), undefined);

@@ -32,7 +32,7 @@ import {
   DEFAULT_WARP_PASSES,
   DEFAULT_WARP_SHIFT,
 } from '../../defenses/mcldef/index.js';
-import { runDefend } from './defend.js';
+import { DEFAULT_PURIFICATION_EPOCHS, runDefend } from './defend.js';
 
 interface DemoFlags extends CommonFlags {
   data: string;
@@ -179,7 +179,8 @@ async function demo(flags: DemoFlags): Promise<void> {
     warpPasses: DEFAULT_WARP_PASSES,
     precision: 'float32',
     inversionPrecision: 'float32',
-    epochs: 20,
+    // `flags.epochs` are the backdoored model's training epochs, not purification's.
+    epochs: DEFAULT_PURIFICATION_EPOCHS,
     batchSize: 64,
     temperature: 0.5,
     cleanWeight: flags.cleanWeight,
