@@ -170,7 +170,7 @@ const defendTable = (suite: string): void => {
     if (r === undefined) continue;
     const s = r.seconds;
     console.log(
-      `| ${run.name} | ${r.target} (${r.detected_target ?? '-'}${r.detection?.flaggedBy === 'warp' ? ', warp scan' : ''}) | ${fmt(r.before.ba)} | ${fmt(r.after.ba)} | ${fmt(r.before.asr)} | ${fmt(r.after.asr)} | ${fmt(r.der, 4)} | ${r.trigger === undefined ? '-' : `${Number.isInteger(r.trigger.size) ? r.trigger.size : `${r.trigger.size.toFixed(2)} px`} (${r.trigger.passes})`} | ${fmt(s.load, 0)} | ${fmt(s.evaluation, 0)} | ${fmt(s.detection, 0)} | ${fmt(s.inversion, 0)} | ${fmt(s.purification, 0)} (${fmt(s.purification_monitor, 0)}) | ${fmt(s.total, 0)} |`,
+      `| ${run.name} | ${r.target} (${r.detected_target ?? '-'}${r.detection?.flaggedBy === 'warp' || r.detection?.flaggedBy === 'signal' ? `, ${r.detection.flaggedBy} scan` : ''}) | ${fmt(r.before.ba)} | ${fmt(r.after.ba)} | ${fmt(r.before.asr)} | ${fmt(r.after.asr)} | ${fmt(r.der, 4)} | ${r.trigger === undefined ? '-' : `${Number.isInteger(r.trigger.size) ? r.trigger.size : `${r.trigger.size.toFixed(2)} px`} (${r.trigger.passes})`} | ${fmt(s.load, 0)} | ${fmt(s.evaluation, 0)} | ${fmt(s.detection, 0)} | ${fmt(s.inversion, 0)} | ${fmt(s.purification, 0)} (${fmt(s.purification_monitor, 0)}) | ${fmt(s.total, 0)} |`,
     );
   }
 };

@@ -49,6 +49,10 @@ export function triggerPng(trigger: TriggerLike, scale = 8): Buffer {
       const shifts = trigger.pattern.div(trigger.pattern.abs().max().clamp(1e-6).mul(2)).add(0.5);
       return panelsToPng([shifts.narrow(0, 0, 1), shifts.narrow(0, 1, 1)], scale);
     }
+    // A signal's stripe of ±20/255 would be a flat grey at the pattern's scale: stretch it.
+    if (trigger.method === 'signal') {
+      return panelsToPng([trigger.pattern.div(trigger.pattern.abs().max().clamp(1e-6).mul(2)).add(0.5)], scale);
+    }
     if (trigger.mask === null) return panelsToPng([trigger.pattern.div(2).add(0.5)], scale);
     const mask = trigger.mask.unsqueeze(0);
     return panelsToPng([mask, trigger.pattern.mul(mask)], scale);

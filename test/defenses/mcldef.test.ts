@@ -31,6 +31,10 @@ import {
   fitWarp,
   identityGrid,
   warpImages,
+  scanSignals,
+  signalFamily,
+  signalPattern,
+  SignalTrigger,
 } from '../../src/defenses/mcldef/index.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { subset } from '../../src/data/subset.js';
@@ -384,15 +388,109 @@ test('scan decision: a warp flag counts only where the warp reaches the attack t
   assert.equal(bySize.target, 0);
   assert.equal(byWarp.target, 0);
   assert.ok(byWarp.indices[0]! > bySize.indices[0]!, 'the warp index is the larger');
-  assert.deepEqual(chooseTarget(bySize, byWarp, reach, 0.9), { target: 0, flaggedBy: 'size' });
+  assert.deepEqual(chooseTarget(bySize, [{ by: 'warp', ...byWarp, reach }], 0.9), { target: 0, flaggedBy: 'size' });
   // The same scan had the warp reached 95 %: the larger index wins.
-  assert.deepEqual(chooseTarget(bySize, byWarp, [0.95, ...reach.slice(1)], 0.9), { target: 0, flaggedBy: 'warp' });
+  assert.deepEqual(chooseTarget(bySize, [{ by: 'warp', ...byWarp, reach: [0.95, ...reach.slice(1)] }], 0.9), { target: 0, flaggedBy: 'warp' });
   // WaNet (measured): no size flag, a warp reaching every image flags it; no scan flags nothing.
   const wanet = flagTarget([0.0, 8.5, 5.8, 5.28, 6.46, 6.01, 7.45, 6.99, 8.01, 7.79]);
   const none = flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]);
-  assert.deepEqual(chooseTarget(none, wanet, [1, ...reach.slice(1)], 0.9), { target: 0, flaggedBy: 'warp' });
-  assert.deepEqual(chooseTarget(none, wanet, reach, 0.9), { target: null, flaggedBy: null });
-  assert.deepEqual(chooseTarget(none, null, reach, 0.9), { target: null, flaggedBy: null });
+  assert.deepEqual(chooseTarget(none, [{ by: 'warp', ...wanet, reach: [1, ...reach.slice(1)] }], 0.9), { target: 0, flaggedBy: 'warp' });
+  assert.deepEqual(chooseTarget(none, [{ by: 'warp', ...wanet, reach }], 0.9), { target: null, flaggedBy: null });
+  assert.deepEqual(chooseTarget(none, [], 0.9), { target: null, flaggedBy: null });
+});
+
+test('signal family: sinusoidal stripes A·sin(2π·f·i/n + k·π/2) along columns or rows, the same in every channel', () => {
+  const family = signalFamily(12, 16, { amplitude: 30 });
+  // Columns: f = 1 … 16/4 = 4; rows: f = 1 … 12/4 = 3; 4 phases each.
+  assert.equal(family.length, (4 + 3) * 4);
+  assert.deepEqual(family[0], { axis: 'columns', frequency: 1, phase: 0, amplitude: 30 });
+  assert.deepEqual(family.at(-1), { axis: 'rows', frequency: 3, phase: 3, amplitude: 30 });
+  tidy(() => {
+    const columns = signalPattern({ axis: 'columns', frequency: 2, phase: 1, amplitude: 30 }, 3, 12, 16);
+    assert.deepEqual(columns.shape, [3, 12, 16]);
+    const values = columns.toTypedArray() as Float32Array;
+    for (const [c, i, j] of [
+      [0, 0, 0],
+      [2, 7, 3],
+      [1, 11, 13],
+    ] as const) {
+      close(values[(c * 12 + i) * 16 + j]!, (30 / 255) * Math.cos((2 * Math.PI * 2 * j) / 16), 1e-6);
+    }
+    const rows = signalPattern({ axis: 'rows', frequency: 1, phase: 2, amplitude: 10 }, 1, 12, 16);
+    const rowValues = rows.toTypedArray() as Float32Array;
+    close(rowValues[3 * 16 + 5]!, -(10 / 255) * Math.sin((2 * Math.PI * 3) / 12), 1e-6);
+    close(rowValues[3 * 16 + 0]!, rowValues[3 * 16 + 15]!, 0);
+  });
+});
+
+test('the signal scan finds a SIG backdoor (a full-image sinusoid) that has no small trigger; purifying with its stripes removes it', () => {
+  setNumThreads(1);
+  const train = quadrantSplit(800, 31, 16);
+  const testSplit = quadrantSplit(300, 32, 16);
+  const geometry = { channels: 3, height: 16, width: 16 };
+  // Clean-label SIG towards class 2 (every class-2 training image carries it), stronger than
+  // CIFAR's 20/255 so that a 16×16 TinyNet learns it in seconds.
+  const attack = createAttack({
+    name: 'sig',
+    target: 2,
+    poisonRate: 0.25,
+    seed: 3,
+    numClasses: 4,
+    geometry,
+    options: { delta: 60, frequency: 2 },
+  });
+  const model = new TinyNet();
+  const config = { epochs: 20, batchSize: 32, optimizer: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } as const;
+  trainModel({ model, train, attack, config: { ...config, schedule: 'cosine', seed: 2 } });
+  const before = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  assert.ok(before.asr > 80, `the backdoor took: ASR ${before.asr}`);
+  const clean = subset(train, 0.25, { seed: 5 });
+  const scanned = scanSignals(model, clean, { amplitude: 60 });
+  console.log(
+    `signal scan: losses ${scanned.map((c) => c.loss.toFixed(3)).join(', ')}; best for the target ${JSON.stringify(scanned[2]!.signal)}`,
+  );
+  // The target is reached by a stripe (on this net not necessarily SIG's own; the purification
+  // below shows that it stands for it), the other classes are not.
+  assert.ok(scanned[2]!.attackAccuracy > 0.9, `reach ${scanned[2]!.attackAccuracy}`);
+  for (const label of [0, 1, 3]) assert.ok(scanned[label]!.loss > 3 * scanned[2]!.loss, `class ${label} vs target`);
+  const detection = detectBackdoor(model, clean, { scanPasses: 2, scanImages: 200, seed: 1, signalAmplitude: 60 });
+  assert.ok(detection.classes.every((c) => c.signal !== null && c.signalIndex !== null));
+  const trigger = invertTrigger(model, clean, 2, { method: 'signal', signalAmplitude: 60, seed: 1 });
+  assert.equal(trigger.method, 'signal');
+  assert.equal(trigger.size, 60);
+  assert.ok(trigger.found, `attack accuracy ${trigger.attackAccuracy}`);
+  assert.ok(trigger instanceof SignalTrigger);
+  // Every stripe that reaches the target is purified against, the best (the scan's) first.
+  assert.deepEqual(trigger.signals[0], scanned[2]!.signal);
+  console.log(`signal trigger: ${trigger.signals.length} stripes`);
+  // With the clean-feature term, as defend does for a signal trigger.
+  purify(model, clean, trigger, { epochs: 10, lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01), cleanFeatureWeight: 1 });
+  const after = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
+  console.log(`synthetic SIG: BA ${before.ba.toFixed(1)} → ${after.ba.toFixed(1)}, ASR ${before.asr.toFixed(1)} → ${after.asr.toFixed(1)}`);
+  assert.ok(after.asr < 20, `ASR after ${after.asr}`);
+  assert.ok(after.ba > before.ba - 10, `BA after ${after.ba}`);
+  // Turned off, the signal scan reports nothing.
+  const without = detectBackdoor(model, clean, { scanPasses: 1, scanImages: 100, seed: 1, signalAmplitude: 0 });
+  assert.ok(without.classes.every((c) => c.signal === null && c.signalIndex === null));
+  for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
+});
+
+test('signal-scan decision on measured scans: flags the SIG target, and nothing on the other models', () => {
+  // Signal-scan losses and reach (20/255, 500 scan images) measured on the CIFAR-10 WRN-16-1s of
+  // bench:attacks on the AMD EPYC and the authors' model.
+  const sig = { loss: [0.32, 4.65, 4.97, 3.89, 2.75, 4.04, 6.42, 4.88, 3.91, 4.12], reach: [0.91, 0.13, 0.18, 0.16, 0.32, 0.22, 0.1, 0.07, 0.21, 0.16] };
+  const others = {
+    clean: { loss: [4.63, 5.38, 5.44, 4.13, 3.02, 4.54, 6.88, 5.13, 4.57, 4.03], reach: [0.13, 0.12, 0.14, 0.15, 0.37, 0.21, 0.11, 0.1, 0.17, 0.22] },
+    wanet: { loss: [3.13, 5.73, 5.74, 4.82, 3.0, 5.41, 7.57, 4.83, 5.47, 4.89], reach: [0.33, 0.11, 0.14, 0.15, 0.38, 0.12, 0.08, 0.13, 0.11, 0.22] },
+    authors: { loss: [8.65, 9.89, 8.99, 5.9, 4.86, 6.28, 10.9, 8.29, 7.37, 6.89], reach: [0.11, 0.08, 0.09, 0.14, 0.33, 0.19, 0.11, 0.09, 0.17, 0.18] },
+  };
+  const none = flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]);
+  const decide = (scan: { loss: number[]; reach: number[] }) =>
+    chooseTarget(none, [{ by: 'signal', ...flagTarget(scan.loss, 2, 'log'), reach: scan.reach }], 0.9);
+  assert.deepEqual(decide(sig), { target: 0, flaggedBy: 'signal' });
+  for (const [name, scan] of Object.entries(others)) assert.deepEqual(decide(scan), { target: null, flaggedBy: null }, name);
+  // The WaNet model's class 4 passes the index (its stripe is the easiest) but reaches 38 %.
+  assert.equal(flagTarget(others.wanet.loss, 2, 'log').target, 4);
 });
 
 test('warp: a zero flow leaves images unchanged; the identity grid spans [−1, 1]', () => {

@@ -30,6 +30,7 @@ import {
   DEFAULT_MAX_SIZE_FRACTION,
   DEFAULT_SCAN_PASSES,
   DEFAULT_WARP_PASSES,
+  DEFAULT_SIGNAL_AMPLITUDE,
   DEFAULT_WARP_SHIFT,
 } from '../../defenses/mcldef/index.js';
 import { DEFAULT_PURIFICATION_EPOCHS, runDefend } from './defend.js';
@@ -177,6 +178,7 @@ async function demo(flags: DemoFlags): Promise<void> {
     maxSizeFraction: DEFAULT_MAX_SIZE_FRACTION,
     warpShift: DEFAULT_WARP_SHIFT,
     warpPasses: DEFAULT_WARP_PASSES,
+    signalAmplitude: DEFAULT_SIGNAL_AMPLITUDE,
     precision: 'float32',
     inversionPrecision: 'float32',
     // `flags.epochs` are the backdoored model's training epochs, not purification's.

@@ -1,16 +1,19 @@
 // Backdoor detection without a known target: a cheap inversion towards every class, then
 // Neural Cleanse's median-absolute-deviation anomaly index over the trigger sizes. A class
 // whose trigger is anomalously small (index > 2, below the median) is the flagged target.
-// A second scan catches warping backdoors (WaNet), which have no small trigger: per class, a
-// universal warp of under a pixel (warp.ts); a class that it reaches anomalously easily (its
-// loss anomalously low, index > 2) is flagged too, if its warp sends at least 90 % of the
-// scan images to the class. Where both flag, the larger index wins.
+// Two universal scans catch backdoors that have no small trigger. The warp scan (WaNet): per
+// class, a universal warp of under a pixel (warp.ts); the signal scan (SIG): a fixed family
+// of sinusoidal stripes, each class keeping the one that reaches it best (signal.ts). A class
+// that a scan reaches anomalously easily (its loss anomalously low, index > 2) is flagged too,
+// if that scan's warp or stripe sends at least 90 % of the scan images to the class. Where
+// more than one scan flags, the largest index wins.
 import { tidy } from '../../engine/scope.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { subset } from '../../data/subset.js';
 import type { Module } from '../../nn/module.js';
 import { type InversionOptions, invertTrigger } from './invert.js';
 import { DEFAULT_WARP_PASSES, DEFAULT_WARP_SHIFT, fitWarp } from './warp.js';
+import { type ClassSignal, DEFAULT_SIGNAL_AMPLITUDE, scanSignals } from './signal.js';
 
 export const DEFAULT_SCAN_PASSES = 30;
 
@@ -66,6 +69,8 @@ export interface DetectOptions extends InversionOptions {
   warpShift?: number;
   /** Passes of the warp scan over the scan images (10). */
   warpPasses?: number;
+  /** Amplitude of the signal scan's stripes, in 255ths (20); 0 turns the scan off. */
+  signalAmplitude?: number;
   onClass?: (result: ClassScan) => void;
 }
 
@@ -86,16 +91,29 @@ export interface ClassScan {
   found: boolean;
   /** The warp scan (null: turned off). */
   warp: WarpScan | null;
+  /** The signal scan (null: turned off). */
+  signal: SignalScan | null;
   seconds: number;
 }
 
-/** The statistic that flagged a class: the trigger size, or the warp scan's loss. */
-export type DetectionStatistic = 'size' | 'warp';
+/** The signal scan's best stripe for one class. */
+export type SignalScan = ClassSignal;
+
+/** The statistic that flagged a class: the trigger size, the warp scan's or the signal scan's loss. */
+export type DetectionStatistic = 'size' | 'warp' | 'signal';
 
 export interface DetectionResult {
-  /** anomalyIndex: of the trigger size; warpIndex: of the warp scan's loss (null: off). */
-  /** sizeFraction: the trigger's size over the median size, the half-median rule's statistic. */
-  classes: (ClassScan & { anomalyIndex: number; sizeFraction: number; warpIndex: number | null })[];
+  /**
+   * anomalyIndex: of the trigger size; warpIndex, signalIndex: of the warp and signal scans'
+   * losses (null: off); sizeFraction: the trigger's size over the median size, the half-median
+   * rule's statistic.
+   */
+  classes: (ClassScan & {
+    anomalyIndex: number;
+    sizeFraction: number;
+    warpIndex: number | null;
+    signalIndex: number | null;
+  })[];
   /** Median and MAD of the sizes on the chosen scale (log(1 + size) for 'log'). */
   median: number;
   mad: number;
@@ -152,24 +170,41 @@ export function flagTarget(
   return { target, indices, median, mad };
 }
 
+/** A universal scan's flag: the class its index flags, the indices, and each class's reach. */
+export interface UniversalFlag {
+  by: Exclude<DetectionStatistic, 'size'>;
+  target: number | null;
+  indices: readonly number[];
+  /** Fraction of the scan images the scan's warp or stripe sends to each class. */
+  reach: readonly number[];
+}
+
 /**
- * The decision between the two scans. A warp-flagged class counts only if its warp reaches
- * `attackThreshold` of the scan images: a warp that moves a few images is no trigger to purify
- * with (on a BadNets Fashion-MNIST model the warp scan flagged the target at index 3.73 with
- * 12 % reached, above the size scan's 2.97). Where both count, the larger index wins.
+ * The decision between the scans. A universal scan's flag counts only if its warp or stripe
+ * reaches `attackThreshold` of the scan images: a warp that moves a few images is no trigger to
+ * purify with (on a BadNets Fashion-MNIST model the warp scan flagged the target at index 3.73
+ * with 12 % reached, above the size scan's 2.97; on the WaNet model of `bench:attacks` the
+ * signal scan flagged class 4 at 38 %). Where more than one counts, the largest index wins.
  */
 export function chooseTarget(
   bySize: { target: number | null; indices: readonly number[] },
-  byWarp: { target: number | null; indices: readonly number[] } | null,
-  warpReach: readonly number[],
+  universal: readonly UniversalFlag[],
   attackThreshold: number,
 ): { target: number | null; flaggedBy: DetectionStatistic | null } {
-  const warpTarget = byWarp?.target ?? null;
-  const warpCounts = warpTarget !== null && warpReach[warpTarget]! >= attackThreshold;
-  if (warpCounts && (bySize.target === null || byWarp!.indices[warpTarget]! > bySize.indices[bySize.target]!)) {
-    return { target: warpTarget, flaggedBy: 'warp' };
+  let choice: { target: number | null; flaggedBy: DetectionStatistic | null } = {
+    target: bySize.target,
+    flaggedBy: bySize.target === null ? null : 'size',
+  };
+  let largest = bySize.target === null ? -Infinity : bySize.indices[bySize.target]!;
+  for (const flag of universal) {
+    if (flag.target === null || flag.reach[flag.target]! < attackThreshold) continue;
+    const index = flag.indices[flag.target]!;
+    if (index > largest) {
+      choice = { target: flag.target, flaggedBy: flag.by };
+      largest = index;
+    }
   }
-  return { target: bySize.target, flaggedBy: bySize.target === null ? null : 'size' };
+  return choice;
 }
 
 export function detectBackdoor(model: Module, clean: ImageSplit, options: DetectOptions = {}): DetectionResult {
@@ -177,8 +212,17 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   const wanted = Math.min(options.scanImages ?? 500, clean.count);
   const scanSet = wanted < clean.count ? subset(clean, wanted / clean.count, { seed: options.seed ?? 0 }) : clean;
   const warpShift = options.warpShift ?? DEFAULT_WARP_SHIFT;
+  const signalAmplitude = options.signalAmplitude ?? DEFAULT_SIGNAL_AMPLITUDE;
   const scans: ClassScan[] = [];
+  let signals: SignalScan[] | null = null;
   try {
+    // One pass of the signal family answers for every class at once.
+    if (signalAmplitude > 0) {
+      signals = scanSignals(model, scanSet, {
+        amplitude: signalAmplitude,
+        precision: options.precision ?? 'float32',
+      });
+    }
     for (let label = 0; label < clean.numClasses; label++) {
       const classStart = performance.now();
       const trigger = invertTrigger(model, scanSet, label, {
@@ -206,7 +250,12 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
         fit.grid.dispose();
         warp = { loss: fit.loss, attackAccuracy: fit.attackAccuracy };
       }
-      const done: ClassScan = { ...scan, warp, seconds: (performance.now() - classStart) / 1000 };
+      const done: ClassScan = {
+        ...scan,
+        warp,
+        signal: signals?.[label] ?? null,
+        seconds: (performance.now() - classStart) / 1000,
+      };
       scans.push(done);
       options.onClass?.(done);
     }
@@ -227,12 +276,22 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
           threshold,
         )
       : null;
-  const { target, flaggedBy } = chooseTarget(
-    bySize,
-    byWarp,
-    scans.map((scan) => scan.warp?.attackAccuracy ?? 0),
-    options.attackThreshold ?? 0.9,
-  );
+  // The signal scan's losses spread multiplicatively as the trigger sizes do (0.32 for SIG's
+  // target against 2.75–6.42), so its index is on log(1 + loss) too.
+  const bySignal =
+    signals !== null
+      ? flagTarget(
+          signals.map((scan) => scan.loss),
+          threshold,
+          'log',
+        )
+      : null;
+  const universal: UniversalFlag[] = [];
+  if (byWarp !== null) {
+    universal.push({ by: 'warp', ...byWarp, reach: scans.map((scan) => scan.warp!.attackAccuracy) });
+  }
+  if (bySignal !== null) universal.push({ by: 'signal', ...bySignal, reach: signals!.map((scan) => scan.attackAccuracy) });
+  const { target, flaggedBy } = chooseTarget(bySize, universal, options.attackThreshold ?? 0.9);
   const medianSize = medianOf(scans.map((scan) => scan.size));
   return {
     classes: scans.map((scan, label) => ({
@@ -240,6 +299,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
       anomalyIndex: bySize.indices[label]!,
       sizeFraction: scan.size / medianSize,
       warpIndex: byWarp?.indices[label] ?? null,
+      signalIndex: bySignal?.indices[label] ?? null,
     })),
     median: bySize.median,
     mad: bySize.mad,

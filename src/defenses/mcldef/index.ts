@@ -2,5 +2,6 @@
 export * from './invert.js';
 export * from './passes.js';
 export * from './warp.js';
+export * from './signal.js';
 export * from './detect.js';
 export * from './purify.js';
