@@ -230,7 +230,8 @@ test("defend's presets: 'auto' precision, inversion patience, 12 epochs, the acc
   assert.equal(purificationEpochs({ preset: 'published' }), 20, 'the published 20 epochs');
   assert.equal(purificationEpochs({ preset: 'published', epochs: 5 }), 5, 'a flag wins');
   assert.equal(purificationEpochs({ preset: 'default', epochs: 20 }), 20);
-  const { cleanFeatureWeight, DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT } = await import('../../src/cli/commands/defend.js');
+  const { cleanFeatureWeight, DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT } =
+    await import('../../src/cli/commands/defend.js');
   assert.equal(cleanFeatureWeight({ preset: 'default' }, 'warp'), DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT);
   assert.equal(DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT, 1);
   assert.equal(cleanFeatureWeight({ preset: 'default' }, 'signal'), 1, 'a signal trigger too');

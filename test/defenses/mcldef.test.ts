@@ -311,27 +311,44 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   for (const item of [trigger, model, attack, train, testSplit, clean]) item.dispose();
 });
 
-test('the warp scan flags a warping (WaNet) backdoor that has no small trigger; the inverted warp removes it', () => {
+/**
+ * A TinyNet trained on 800 synthetic quadrant images (4 classes) with `attack` poisoned in;
+ * asserts that the backdoor took (ASR > 80 % on 300 test images). `clean` is a quarter of the
+ * training images, the defender's.
+ */
+function backdooredTinyNet(setup: {
+  attack: { name: 'wanet' | 'sig'; target: number; poisonRate: number; options: Record<string, number> };
+  seeds: [number, number];
+  size: number;
+  epochs: number;
+}) {
   setNumThreads(1);
-  const train = quadrantSplit(800, 21);
-  const testSplit = quadrantSplit(300, 22);
-  const geometry = { channels: 3, height: 12, width: 12 };
-  // A stronger warp than WaNet's CIFAR default, so that a 12×12 TinyNet learns it in seconds.
+  const { size } = setup;
+  const train = quadrantSplit(800, setup.seeds[0], size);
+  const testSplit = quadrantSplit(300, setup.seeds[1], size);
   const attack = createAttack({
-    name: 'wanet',
-    target: 1,
-    poisonRate: 0.2,
+    ...setup.attack,
     seed: 3,
     numClasses: 4,
-    geometry,
-    options: { strength: 1.5, crossRatio: 0 },
+    geometry: { channels: 3, height: size, width: size },
   });
   const model = new TinyNet();
-  const config = { epochs: 15, batchSize: 32, optimizer: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } as const;
-  trainModel({ model, train, attack, config: { ...config, schedule: 'cosine', seed: 2 } });
+  const config = { batchSize: 32, optimizer: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } as const;
+  trainModel({ model, train, attack, config: { ...config, epochs: setup.epochs, schedule: 'cosine', seed: 2 } });
   const before = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
   assert.ok(before.asr > 80, `the backdoor took: ASR ${before.asr}`);
   const clean = subset(train, 0.25, { seed: 5 });
+  return { train, testSplit, attack, model, before, clean };
+}
+
+test('the warp scan flags a warping (WaNet) backdoor that has no small trigger; the inverted warp removes it', () => {
+  // A stronger warp than WaNet's CIFAR default, so that a 12×12 TinyNet learns it in seconds.
+  const { train, testSplit, attack, model, before, clean } = backdooredTinyNet({
+    attack: { name: 'wanet', target: 1, poisonRate: 0.2, options: { strength: 1.5, crossRatio: 0 } },
+    seeds: [21, 22],
+    size: 12,
+    epochs: 15,
+  });
   const fits = [0, 1, 2, 3].map((label) => fitWarp(model, clean, label, { shift: 1, seed: 1 }));
   console.log(`warp scan: losses ${fits.map((fit) => fit.loss.toFixed(3)).join(', ')}; ASR before ${before.asr}`);
   // Every other class stays out of reach of so small a warp; the target does not.
@@ -390,11 +407,17 @@ test('scan decision: a warp flag counts only where the warp reaches the attack t
   assert.ok(byWarp.indices[0]! > bySize.indices[0]!, 'the warp index is the larger');
   assert.deepEqual(chooseTarget(bySize, [{ by: 'warp', ...byWarp, reach }], 0.9), { target: 0, flaggedBy: 'size' });
   // The same scan had the warp reached 95 %: the larger index wins.
-  assert.deepEqual(chooseTarget(bySize, [{ by: 'warp', ...byWarp, reach: [0.95, ...reach.slice(1)] }], 0.9), { target: 0, flaggedBy: 'warp' });
+  assert.deepEqual(chooseTarget(bySize, [{ by: 'warp', ...byWarp, reach: [0.95, ...reach.slice(1)] }], 0.9), {
+    target: 0,
+    flaggedBy: 'warp',
+  });
   // WaNet (measured): no size flag, a warp reaching every image flags it; no scan flags nothing.
   const wanet = flagTarget([0.0, 8.5, 5.8, 5.28, 6.46, 6.01, 7.45, 6.99, 8.01, 7.79]);
   const none = flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]);
-  assert.deepEqual(chooseTarget(none, [{ by: 'warp', ...wanet, reach: [1, ...reach.slice(1)] }], 0.9), { target: 0, flaggedBy: 'warp' });
+  assert.deepEqual(chooseTarget(none, [{ by: 'warp', ...wanet, reach: [1, ...reach.slice(1)] }], 0.9), {
+    target: 0,
+    flaggedBy: 'warp',
+  });
   assert.deepEqual(chooseTarget(none, [{ by: 'warp', ...wanet, reach }], 0.9), { target: null, flaggedBy: null });
   assert.deepEqual(chooseTarget(none, [], 0.9), { target: null, flaggedBy: null });
 });
@@ -424,27 +447,14 @@ test('signal family: sinusoidal stripes A·sin(2π·f·i/n + k·π/2) along colu
 });
 
 test('the signal scan finds a SIG backdoor (a full-image sinusoid) that has no small trigger; purifying with its stripes removes it', () => {
-  setNumThreads(1);
-  const train = quadrantSplit(800, 31, 16);
-  const testSplit = quadrantSplit(300, 32, 16);
-  const geometry = { channels: 3, height: 16, width: 16 };
   // Clean-label SIG towards class 2 (every class-2 training image carries it), stronger than
   // CIFAR's 20/255 so that a 16×16 TinyNet learns it in seconds.
-  const attack = createAttack({
-    name: 'sig',
-    target: 2,
-    poisonRate: 0.25,
-    seed: 3,
-    numClasses: 4,
-    geometry,
-    options: { delta: 60, frequency: 2 },
+  const { train, testSplit, attack, model, before, clean } = backdooredTinyNet({
+    attack: { name: 'sig', target: 2, poisonRate: 0.25, options: { delta: 60, frequency: 2 } },
+    seeds: [31, 32],
+    size: 16,
+    epochs: 20,
   });
-  const model = new TinyNet();
-  const config = { epochs: 20, batchSize: 32, optimizer: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 5e-4 } as const;
-  trainModel({ model, train, attack, config: { ...config, schedule: 'cosine', seed: 2 } });
-  const before = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
-  assert.ok(before.asr > 80, `the backdoor took: ASR ${before.asr}`);
-  const clean = subset(train, 0.25, { seed: 5 });
   const scanned = scanSignals(model, clean, { amplitude: 60 });
   console.log(
     `signal scan: losses ${scanned.map((c) => c.loss.toFixed(3)).join(', ')}; best for the target ${JSON.stringify(scanned[2]!.signal)}`,
@@ -464,9 +474,15 @@ test('the signal scan finds a SIG backdoor (a full-image sinusoid) that has no s
   assert.deepEqual(trigger.signals[0], scanned[2]!.signal);
   console.log(`signal trigger: ${trigger.signals.length} stripes`);
   // With the clean-feature term, as defend does for a signal trigger.
-  purify(model, clean, trigger, { epochs: 10, lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01), cleanFeatureWeight: 1 });
+  purify(model, clean, trigger, {
+    epochs: 10,
+    lrSchedule: (epoch) => (epoch < 1 ? 0.05 : 0.01),
+    cleanFeatureWeight: 1,
+  });
   const after = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
-  console.log(`synthetic SIG: BA ${before.ba.toFixed(1)} → ${after.ba.toFixed(1)}, ASR ${before.asr.toFixed(1)} → ${after.asr.toFixed(1)}`);
+  console.log(
+    `synthetic SIG: BA ${before.ba.toFixed(1)} → ${after.ba.toFixed(1)}, ASR ${before.asr.toFixed(1)} → ${after.asr.toFixed(1)}`,
+  );
   assert.ok(after.asr < 20, `ASR after ${after.asr}`);
   assert.ok(after.ba > before.ba - 10, `BA after ${after.ba}`);
   // Turned off, the signal scan reports nothing.
@@ -478,17 +494,30 @@ test('the signal scan finds a SIG backdoor (a full-image sinusoid) that has no s
 test('signal-scan decision on measured scans: flags the SIG target, and nothing on the other models', () => {
   // Signal-scan losses and reach (20/255, 500 scan images) measured on the CIFAR-10 WRN-16-1s of
   // bench:attacks on the AMD EPYC and the authors' model.
-  const sig = { loss: [0.32, 4.65, 4.97, 3.89, 2.75, 4.04, 6.42, 4.88, 3.91, 4.12], reach: [0.91, 0.13, 0.18, 0.16, 0.32, 0.22, 0.1, 0.07, 0.21, 0.16] };
+  const sig = {
+    loss: [0.32, 4.65, 4.97, 3.89, 2.75, 4.04, 6.42, 4.88, 3.91, 4.12],
+    reach: [0.91, 0.13, 0.18, 0.16, 0.32, 0.22, 0.1, 0.07, 0.21, 0.16],
+  };
   const others = {
-    clean: { loss: [4.63, 5.38, 5.44, 4.13, 3.02, 4.54, 6.88, 5.13, 4.57, 4.03], reach: [0.13, 0.12, 0.14, 0.15, 0.37, 0.21, 0.11, 0.1, 0.17, 0.22] },
-    wanet: { loss: [3.13, 5.73, 5.74, 4.82, 3.0, 5.41, 7.57, 4.83, 5.47, 4.89], reach: [0.33, 0.11, 0.14, 0.15, 0.38, 0.12, 0.08, 0.13, 0.11, 0.22] },
-    authors: { loss: [8.65, 9.89, 8.99, 5.9, 4.86, 6.28, 10.9, 8.29, 7.37, 6.89], reach: [0.11, 0.08, 0.09, 0.14, 0.33, 0.19, 0.11, 0.09, 0.17, 0.18] },
+    clean: {
+      loss: [4.63, 5.38, 5.44, 4.13, 3.02, 4.54, 6.88, 5.13, 4.57, 4.03],
+      reach: [0.13, 0.12, 0.14, 0.15, 0.37, 0.21, 0.11, 0.1, 0.17, 0.22],
+    },
+    wanet: {
+      loss: [3.13, 5.73, 5.74, 4.82, 3.0, 5.41, 7.57, 4.83, 5.47, 4.89],
+      reach: [0.33, 0.11, 0.14, 0.15, 0.38, 0.12, 0.08, 0.13, 0.11, 0.22],
+    },
+    authors: {
+      loss: [8.65, 9.89, 8.99, 5.9, 4.86, 6.28, 10.9, 8.29, 7.37, 6.89],
+      reach: [0.11, 0.08, 0.09, 0.14, 0.33, 0.19, 0.11, 0.09, 0.17, 0.18],
+    },
   };
   const none = flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]);
   const decide = (scan: { loss: number[]; reach: number[] }) =>
     chooseTarget(none, [{ by: 'signal', ...flagTarget(scan.loss, 2, 'log'), reach: scan.reach }], 0.9);
   assert.deepEqual(decide(sig), { target: 0, flaggedBy: 'signal' });
-  for (const [name, scan] of Object.entries(others)) assert.deepEqual(decide(scan), { target: null, flaggedBy: null }, name);
+  for (const [name, scan] of Object.entries(others))
+    assert.deepEqual(decide(scan), { target: null, flaggedBy: null }, name);
   // The WaNet model's class 4 passes the index (its stripe is the easiest) but reaches 38 %.
   assert.equal(flagTarget(others.wanet.loss, 2, 'log').target, 4);
 });

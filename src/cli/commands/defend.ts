@@ -172,7 +172,9 @@ export function cleanFeatureWeight(
 ): number {
   return (
     flags.cleanFeatureWeight ??
-    (flags.preset !== 'published' && (method === 'warp' || method === 'signal') ? DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT : 0)
+    (flags.preset !== 'published' && (method === 'warp' || method === 'signal')
+      ? DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT
+      : 0)
   );
 }
 
@@ -250,7 +252,7 @@ function addDefenseOptions(command: Command): Command {
     .addOption(
       new Option(
         '--signal-amplitude <n>',
-        'detection: amplitude, in 255ths, of the signal scan (sinusoidal stripes along rows or columns, periods of 4 pixels or more); it flags a full-image periodic backdoor (SIG), which the size scan misses (0 = no signal scan); also the signal inversion\'s amplitude',
+        "detection: amplitude, in 255ths, of the signal scan (sinusoidal stripes along rows or columns, periods of 4 pixels or more); it flags a full-image periodic backdoor (SIG), which the size scan misses (0 = no signal scan); also the signal inversion's amplitude",
       )
         .default(DEFAULT_SIGNAL_AMPLITUDE)
         .argParser(number('--signal-amplitude', 0, 255)),

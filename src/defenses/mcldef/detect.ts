@@ -290,7 +290,8 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   if (byWarp !== null) {
     universal.push({ by: 'warp', ...byWarp, reach: scans.map((scan) => scan.warp!.attackAccuracy) });
   }
-  if (bySignal !== null) universal.push({ by: 'signal', ...bySignal, reach: signals!.map((scan) => scan.attackAccuracy) });
+  if (bySignal !== null)
+    universal.push({ by: 'signal', ...bySignal, reach: signals!.map((scan) => scan.attackAccuracy) });
   const { target, flaggedBy } = chooseTarget(bySize, universal, options.attackThreshold ?? 0.9);
   const medianSize = medianOf(scans.map((scan) => scan.size));
   return {

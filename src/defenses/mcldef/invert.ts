@@ -544,7 +544,16 @@ export class SignalTrigger extends Trigger {
     history: InversionPass[],
     found: boolean,
   ) {
-    super('signal', target, keep(stripes.select(0, 0).contiguous()), null, signals[0]!.amplitude, attackAccuracy, history, found);
+    super(
+      'signal',
+      target,
+      keep(stripes.select(0, 0).contiguous()),
+      null,
+      signals[0]!.amplitude,
+      attackAccuracy,
+      history,
+      found,
+    );
   }
 
   override apply(images: Tensor): Tensor {
@@ -592,7 +601,14 @@ function invertSignal(model: Module, clean: ImageSplit, target: number, options:
     if (scanSet !== clean) scanSet.dispose();
   }
   const { channels, height, width } = clean;
-  const stripes = keep(tidy(() => F.stack(chosen.map((signal) => signalPattern(signal, channels, height, width)), 0)));
+  const stripes = keep(
+    tidy(() =>
+      F.stack(
+        chosen.map((signal) => signalPattern(signal, channels, height, width)),
+        0,
+      ),
+    ),
+  );
   const unfreeze = freezeForInversion(model);
   try {
     // Attack accuracy and loss over all the clean images, each stamped as purification will.
@@ -601,8 +617,10 @@ function invertSignal(model: Module, clean: ImageSplit, target: number, options:
     noGrad(() => {
       for (const images of passBatches(clean, options.batchSize ?? 250, 0, 0)) {
         tidy(() => {
-          const logits = atPrecision(precision, normalize(stampStripes(images, stripes), clean.normalization), (input) =>
-            model.forward(input),
+          const logits = atPrecision(
+            precision,
+            normalize(stampStripes(images, stripes), clean.normalization),
+            (input) => model.forward(input),
           ).to('float32');
           const targets = full([images.size(0)], target, { dtype: 'int64' });
           lossSum += F.crossEntropy(logits, targets).item() * images.size(0);
