@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { F, noGrad, setNumThreads, tensor, tidy } from '../../src/index.js';
+import { F, type Tensor, noGrad, setNumThreads, tensor, tidy } from '../../src/index.js';
 import { normalize, toUnitRange } from '../../src/data/normalization.js';
 import { createAttack } from '../../src/attacks/index.js';
 import {
@@ -443,6 +443,29 @@ test('signal family: sinusoidal stripes A·sin(2π·f·i/n + k·π/2) along colu
     const rowValues = rows.toTypedArray() as Float32Array;
     close(rowValues[3 * 16 + 5]!, -(10 / 255) * Math.sin((2 * Math.PI * 3) / 12), 1e-6);
     close(rowValues[3 * 16 + 0]!, rowValues[3 * 16 + 15]!, 0);
+  });
+});
+
+test('signal trigger: image n gets stripe n mod K, so that an anchor and its frozen negative match', () => {
+  tidy(() => {
+    const signals = [
+      { axis: 'columns', frequency: 1, phase: 0, amplitude: 40 },
+      { axis: 'rows', frequency: 1, phase: 1, amplitude: 40 },
+    ] as const;
+    const stripes = F.stack(
+      signals.map((signal) => signalPattern(signal, 1, 4, 4)),
+      0,
+    );
+    const trigger = new SignalTrigger(0, signals, stripes.clone(), 1, [], true);
+    const images = tensor(new Float32Array(4 * 16).fill(0.5), { shape: [4, 1, 4, 4] });
+    const expected = (stripe: number) => stripes.select(0, stripe).add(0.5).clamp(0, 1);
+    const same = (a: Tensor, b: Tensor) => a.sub(b).abs().max().item() < 1e-7;
+    const byIndex = trigger.apply(images, tensor([3, 0, 1, 2], { dtype: 'int64' }));
+    [1, 0, 1, 0].forEach((stripe, i) => assert.ok(same(byIndex.select(0, i), expected(stripe)), `image ${i}`));
+    const byPosition = trigger.apply(images);
+    [0, 1, 0, 1].forEach((stripe, i) => assert.ok(same(byPosition.select(0, i), expected(stripe)), `image ${i}`));
+    assert.ok(same(trigger.pattern, stripes.select(0, 0)), 'pattern: the best stripe');
+    trigger.dispose();
   });
 });
 

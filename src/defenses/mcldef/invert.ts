@@ -106,7 +106,12 @@ export interface InvertedTrigger {
   readonly history: InversionPass[];
   /** Whether any pass reached the attack threshold. */
   readonly found: boolean;
-  apply(images: Tensor): Tensor;
+  /**
+   * Stamps [0, 1] images. `indices`, the images' positions in their set, matter only to a
+   * trigger that stamps images differently (signal: stripe n mod K for image n; without them,
+   * the position in the batch).
+   */
+  apply(images: Tensor, indices?: Tensor): Tensor;
   dispose(): void;
 }
 
@@ -532,8 +537,9 @@ function invertWarp(model: Module, clean: ImageSplit, target: number, options: I
 
 /**
  * A periodic-signal trigger: every stripe of the family that reached the target (`signals`,
- * the best first), stacked in `stripes` (K×C×H×W); image i of a batch gets stripe i mod K.
- * `pattern` is the best stripe alone, for the report.
+ * the best first), stacked in `stripes` (K×C×H×W); image n of the clean set gets stripe n mod K
+ * (`apply`'s indices; purification passes them, so that an image's anchor and its frozen
+ * negative carry the same stripe). `pattern` is the best stripe alone, for the report.
  */
 export class SignalTrigger extends Trigger {
   constructor(
@@ -556,8 +562,8 @@ export class SignalTrigger extends Trigger {
     );
   }
 
-  override apply(images: Tensor): Tensor {
-    return stampStripes(images, this.stripes);
+  override apply(images: Tensor, indices?: Tensor): Tensor {
+    return stampStripes(images, this.stripes, indices);
   }
 
   override dispose(): void {
@@ -566,13 +572,13 @@ export class SignalTrigger extends Trigger {
   }
 }
 
-/** x'ᵢ = clamp(xᵢ + S_{i mod K}) for stripes S (K×C×H×W). */
-function stampStripes(images: Tensor, stripes: Tensor): Tensor {
+/** x'ᵢ = clamp(xᵢ + S_{nᵢ mod K}) for stripes S (K×C×H×W), nᵢ the index of image i (default: i). */
+function stampStripes(images: Tensor, stripes: Tensor, indices?: Tensor): Tensor {
   return tidy(() => {
     const count = stripes.size(0);
     if (count === 1) return stampAdditive(images, stripes.select(0, 0));
-    const which = arange(0, images.size(0), 1, { dtype: 'int64' }).remainder(count);
-    return images.add(stripes.indexSelect(0, which)).clamp(0, 1);
+    const positions = indices ?? arange(0, images.size(0), 1, { dtype: 'int64' });
+    return images.add(stripes.indexSelect(0, positions.remainder(count))).clamp(0, 1);
   });
 }
 

@@ -8,7 +8,7 @@
 // features are computed once before training instead of twice per batch: the same loss
 // as the published code without a second model or 2×20 extra forward passes.
 import { type Precision, atPrecision, noGrad } from '../../engine/autograd.js';
-import { tensor, zeros } from '../../engine/creation.js';
+import { arange, tensor, zeros } from '../../engine/creation.js';
 import * as F from '../../engine/functional.js';
 import { FunctionLR } from '../../engine/optim/lr-scheduler.js';
 import { Adam } from '../../engine/optim/adam.js';
@@ -223,11 +223,20 @@ export function refitHead(
   }
 }
 
+/**
+ * What purification needs of a trigger. `indices` are the images' positions in the clean set,
+ * for a trigger that stamps different images differently (the signal trigger's stripes): the
+ * anchor and the frozen negative of one image must carry the same stamp.
+ */
+export interface StampingTrigger {
+  apply(images: Tensor, indices?: Tensor): Tensor;
+}
+
 /** The frozen model's features of every clean image and of its stamped copy. */
 function frozenFeatures(
   model: Classifier,
   clean: ImageSplit,
-  trigger: { apply(images: Tensor): Tensor },
+  trigger: StampingTrigger,
   batchSize: number,
   precision: Precision,
 ): { positive: Tensor; negative: Tensor } {
@@ -240,8 +249,11 @@ function frozenFeatures(
       const count = Math.min(batchSize, clean.count - start);
       tidy(() => {
         const images = toUnitRange(clean.images.narrow(0, start, count));
+        const indices = arange(start, start + count, 1, { dtype: 'int64' });
         positives.push(keep(featuresAt(model, precision, normalize(images, clean.normalization))));
-        negatives.push(keep(featuresAt(model, precision, normalize(trigger.apply(images), clean.normalization))));
+        negatives.push(
+          keep(featuresAt(model, precision, normalize(trigger.apply(images, indices), clean.normalization))),
+        );
       });
     }
   });
@@ -256,7 +268,7 @@ function frozenFeatures(
 export function purify(
   model: Classifier,
   clean: ImageSplit,
-  trigger: { apply(images: Tensor): Tensor },
+  trigger: StampingTrigger,
   options: PurifyOptions = {},
 ): PurifyResult {
   const started = performance.now();
@@ -300,7 +312,7 @@ export function purify(
         const loss = tidy(() => {
           const index = tensor(indices, { dtype: 'int64' });
           const images = toUnitRange(clean.images.indexSelect(0, index));
-          const anchor = featuresAt(model, precision, normalize(trigger.apply(images), clean.normalization));
+          const anchor = featuresAt(model, precision, normalize(trigger.apply(images, index), clean.normalization));
           let loss = contrastiveLoss(
             anchor,
             positive.indexSelect(0, index),
