@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 
 import { applyCommon, buildModel, loadSplit } from '../src/cli/common.js';
 import { subset } from '../src/data/subset.js';
-import { chooseTarget, flagTarget, scanSignals } from '../src/defenses/mcldef/index.js';
+import { chooseTarget, scanSignals, signalFlag } from '../src/defenses/mcldef/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -34,9 +34,8 @@ for (const weights of positionals) {
   const seconds = (performance.now() - started) / 1000;
   const losses = scans.map((scan) => scan.loss);
   const reach = scans.map((scan) => scan.attackAccuracy);
-  const flag = flagTarget(losses, 2, 'log');
-  const none = { target: null, indices: [] };
-  const { target } = chooseTarget(none, [{ by: 'signal', ...flag, reach }], 0.9);
+  const flag = signalFlag(scans);
+  const { target } = chooseTarget({ target: null, indices: [] }, [flag], 0.9);
   console.log(`${weights}: ${seconds.toFixed(1)} s, flags ${target === null ? 'nothing' : `class ${target}`}`);
   console.log(`  loss   ${fmt(losses, 2)}`);
   console.log(

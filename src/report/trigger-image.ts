@@ -45,14 +45,13 @@ export function panelsToPng(panels: readonly Tensor[], scale = 8, gap = 4): Buff
 
 export function triggerPng(trigger: TriggerLike, scale = 8): Buffer {
   return tidy(() => {
+    // Signed values stretched to [0, 1] around grey: a warp's shifts, a signal's ±20/255 stripe.
+    const stretched = (): Tensor => trigger.pattern.div(trigger.pattern.abs().max().clamp(1e-6).mul(2)).add(0.5);
     if (trigger.method === 'warp') {
-      const shifts = trigger.pattern.div(trigger.pattern.abs().max().clamp(1e-6).mul(2)).add(0.5);
+      const shifts = stretched();
       return panelsToPng([shifts.narrow(0, 0, 1), shifts.narrow(0, 1, 1)], scale);
     }
-    // A signal's stripe of ±20/255 would be a flat grey at the pattern's scale: stretch it.
-    if (trigger.method === 'signal') {
-      return panelsToPng([trigger.pattern.div(trigger.pattern.abs().max().clamp(1e-6).mul(2)).add(0.5)], scale);
-    }
+    if (trigger.method === 'signal') return panelsToPng([stretched()], scale);
     if (trigger.mask === null) return panelsToPng([trigger.pattern.div(2).add(0.5)], scale);
     const mask = trigger.mask.unsqueeze(0);
     return panelsToPng([mask, trigger.pattern.mul(mask)], scale);

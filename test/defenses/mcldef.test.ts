@@ -33,6 +33,7 @@ import {
   warpImages,
   scanSignals,
   signalFamily,
+  signalFlag,
   signalPattern,
   SignalTrigger,
 } from '../../src/defenses/mcldef/index.js';
@@ -538,13 +539,14 @@ test('signal-scan decision on measured scans: flags the SIG target, and nothing 
     },
   };
   const none = flagTarget([60, 70, 80, 65, 75, 62, 71, 68, 77, 66]);
-  const decide = (scan: { loss: number[]; reach: number[] }) =>
-    chooseTarget(none, [{ by: 'signal', ...flagTarget(scan.loss, 2, 'log'), reach: scan.reach }], 0.9);
+  const asScans = (scan: { loss: number[]; reach: number[] }) =>
+    scan.loss.map((loss, label) => ({ loss, attackAccuracy: scan.reach[label]! }));
+  const decide = (scan: { loss: number[]; reach: number[] }) => chooseTarget(none, [signalFlag(asScans(scan))], 0.9);
   assert.deepEqual(decide(sig), { target: 0, flaggedBy: 'signal' });
   for (const [name, scan] of Object.entries(others))
     assert.deepEqual(decide(scan), { target: null, flaggedBy: null }, name);
   // The WaNet model's class 4 passes the index (its stripe is the easiest) but reaches 38 %.
-  assert.equal(flagTarget(others.wanet.loss, 2, 'log').target, 4);
+  assert.equal(signalFlag(asScans(others.wanet)).target, 4);
 });
 
 test('warp: a zero flow leaves images unchanged; the identity grid spans [−1, 1]', () => {

@@ -180,6 +180,22 @@ export interface UniversalFlag {
 }
 
 /**
+ * The signal scan's flag. Its losses spread multiplicatively as the trigger sizes do (0.32 for
+ * SIG's target against 2.75–6.42), so the index is on log(1 + loss).
+ */
+export function signalFlag(
+  scans: readonly Pick<SignalScan, 'loss' | 'attackAccuracy'>[],
+  threshold = 2,
+): UniversalFlag {
+  const flag = flagTarget(
+    scans.map((scan) => scan.loss),
+    threshold,
+    'log',
+  );
+  return { by: 'signal', ...flag, reach: scans.map((scan) => scan.attackAccuracy) };
+}
+
+/**
  * The decision between the scans. A universal scan's flag counts only if its warp or stripe
  * reaches `attackThreshold` of the scan images: a warp that moves a few images is no trigger to
  * purify with (on a BadNets Fashion-MNIST model the warp scan flagged the target at index 3.73
@@ -276,22 +292,12 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
           threshold,
         )
       : null;
-  // The signal scan's losses spread multiplicatively as the trigger sizes do (0.32 for SIG's
-  // target against 2.75–6.42), so its index is on log(1 + loss) too.
-  const bySignal =
-    signals !== null
-      ? flagTarget(
-          signals.map((scan) => scan.loss),
-          threshold,
-          'log',
-        )
-      : null;
+  const bySignal = signals !== null ? signalFlag(signals, threshold) : null;
   const universal: UniversalFlag[] = [];
   if (byWarp !== null) {
     universal.push({ by: 'warp', ...byWarp, reach: scans.map((scan) => scan.warp!.attackAccuracy) });
   }
-  if (bySignal !== null)
-    universal.push({ by: 'signal', ...bySignal, reach: signals!.map((scan) => scan.attackAccuracy) });
+  if (bySignal !== null) universal.push(bySignal);
   const { target, flaggedBy } = chooseTarget(bySize, universal, options.attackThreshold ?? 0.9);
   const medianSize = medianOf(scans.map((scan) => scan.size));
   return {

@@ -27,7 +27,7 @@ import { normalize } from '../../data/normalization.js';
 import type { Module } from '../../nn/module.js';
 import { freezeForInversion, passBatches } from './passes.js';
 import { fitWarp, identityGrid, warpImages } from './warp.js';
-import { type PeriodicSignal, signalPattern, signalResponses } from './signal.js';
+import { type PeriodicSignal, classResponses, signalPattern, signalResponses } from './signal.js';
 
 export type InversionMethod = 'pattern' | 'mask' | 'warp' | 'signal';
 
@@ -588,8 +588,8 @@ function stampStripes(images: Tensor, stripes: Tensor, indices?: Tensor): Tensor
  * the best first, or the best one alone where none does. A backdoor that answers to more than
  * one stripe (a neighbouring frequency, another phase) is purified against each of them: on the
  * synthetic SIG model of test/defenses twelve stripes reached the target; purified against the
- * best alone (published loss) its ASR fell from 93 % to 52 %, against all of them to 0 %. The attack accuracy is measured on all the clean images; the
- * size is the amplitude, in 255ths.
+ * best alone (published loss) its ASR fell from 93 % to 52 %, against all of them to 0 %. The
+ * attack accuracy is measured on all the clean images; the size is the amplitude, in 255ths.
  */
 function invertSignal(model: Module, clean: ImageSplit, target: number, options: InversionOptions): InvertedTrigger {
   const precision = options.precision ?? 'float32';
@@ -618,27 +618,17 @@ function invertSignal(model: Module, clean: ImageSplit, target: number, options:
   const unfreeze = freezeForInversion(model);
   try {
     // Attack accuracy and loss over all the clean images, each stamped as purification will.
-    let hits = 0;
-    let lossSum = 0;
-    noGrad(() => {
-      for (const images of passBatches(clean, options.batchSize ?? 250, 0, 0)) {
-        tidy(() => {
-          const logits = atPrecision(
-            precision,
-            normalize(stampStripes(images, stripes), clean.normalization),
-            (input) => model.forward(input),
-          ).to('float32');
-          const targets = full([images.size(0)], target, { dtype: 'int64' });
-          lossSum += F.crossEntropy(logits, targets).item() * images.size(0);
-          hits += logits.argmax(1).eq(target).sum().item();
-        });
-        images.dispose();
-      }
-    });
-    const attackAccuracy = hits / clean.count;
+    const { losses, reach } = classResponses(
+      model,
+      clean,
+      (images) => stampStripes(images, stripes),
+      options.batchSize ?? 250,
+      precision,
+    );
+    const attackAccuracy = reach[target]!;
     const record: InversionPass = {
       pass: 0,
-      loss: lossSum / clean.count,
+      loss: losses[target]!,
       attackAccuracy,
       regularizer: 0,
       size: chosen[0]!.amplitude,

@@ -81,11 +81,11 @@ export function signalFamily(height: number, width: number, options: SignalScanO
   return family;
 }
 
-/** Mean cross-entropy to every class and the fraction predicted as each, with `pattern` added. */
+/** Mean cross-entropy to every class and the fraction predicted as each, of the stamped images. */
 export function classResponses(
   model: Module,
   images: ImageSplit,
-  pattern: Tensor,
+  stamp: (batch: Tensor) => Tensor,
   batchSize: number,
   precision: Precision,
 ): { losses: Float64Array; reach: Float64Array } {
@@ -95,7 +95,7 @@ export function classResponses(
   noGrad(() => {
     for (const batch of passBatches(images, batchSize, 0, 0)) {
       tidy(() => {
-        const logits = atPrecision(precision, normalize(batch.add(pattern).clamp(0, 1), images.normalization), (x) =>
+        const logits = atPrecision(precision, normalize(stamp(batch), images.normalization), (x) =>
           model.forward(x),
         ).to('float32');
         const logProbabilities = logits.logSoftmax(1).sum(0).toArray() as number[];
@@ -128,7 +128,13 @@ export function signalResponses(
     return signalFamily(height, width, options).map((signal) => {
       const pattern = keep(signalPattern(signal, channels, height, width));
       try {
-        const { losses, reach } = classResponses(model, images, pattern, batchSize, precision);
+        const { losses, reach } = classResponses(
+          model,
+          images,
+          (batch) => batch.add(pattern).clamp(0, 1),
+          batchSize,
+          precision,
+        );
         losses.forEach((loss, label) => {
           if (!Number.isFinite(loss)) throw new Error(`signal scan: loss ${loss} for class ${label}`);
         });
