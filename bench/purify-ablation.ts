@@ -5,8 +5,6 @@
 // Extra attack flags (e.g. --alpha, --trojan-model) pass through as in `mcldef defend`.
 import { parseArgs } from 'node:util';
 
-import { applyCommon, buildAttack, buildModel, loadSplit } from '../src/cli/common.js';
-import { subset } from '../src/data/subset.js';
 import {
   DEFAULT_ACCURACY_GUARD,
   DEFAULT_INVERSION_PATIENCE,
@@ -15,6 +13,7 @@ import {
 import { type InversionMethod, type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
 import { evaluate } from '../src/eval/metrics.js';
 import type { Classifier } from '../src/nn/models/classifier.js';
+import { defenseSetup } from './defense-setup.js';
 
 const VARIANTS: Record<string, PurifyOptions> = {
   published: {},
@@ -79,13 +78,7 @@ const flags = {
   ...(values.trigger === undefined ? {} : { trigger: values.trigger }),
   ...(values.mask === undefined ? {} : { mask: values.mask }),
 };
-applyCommon(flags);
-const train = loadSplit(values.data, 'train', flags);
-const test = loadSplit(values.data, 'test', flags);
-const clean = subset(train, 0.05, { seed });
-train.dispose();
-const attack = buildAttack(flags, test, values.arch, test)!;
-const load = (): Classifier => buildModel(values.arch!, clean, values.weights);
+const { test, clean, attack, load } = defenseSetup(flags, values.data, values.arch, values.weights);
 const measure = (model: Classifier): string => {
   const m = evaluate(model, test, { normalization: test.normalization, trigger: attack });
   return `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}  (without the trigger ${m.asr_no_trigger.toFixed(2)})`;

@@ -36,6 +36,8 @@ import {
   signalFlag,
   signalPattern,
   SignalTrigger,
+  stackTriggers,
+  type InvertedTrigger,
 } from '../../src/defenses/mcldef/index.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { subset } from '../../src/data/subset.js';
@@ -467,6 +469,58 @@ test('signal trigger: image n gets stripe n mod K, so that an anchor and its fro
     [0, 1, 0, 1].forEach((stripe, i) => assert.ok(same(byPosition.select(0, i), expected(stripe)), `image ${i}`));
     assert.ok(same(trigger.pattern, stripes.select(0, 0)), 'pattern: the best stripe');
     trigger.dispose();
+  });
+});
+
+test('stackTriggers: image n gets pattern n mod K; size, accuracy and found from the parts; bad parts refused', () => {
+  tidy(() => {
+    const part = (values: number[], size: number, attackAccuracy: number, target = 1): InvertedTrigger => {
+      const pattern = tensor(Float32Array.from(values), { shape: [1, 2, 2] });
+      return {
+        method: 'pattern',
+        target,
+        pattern,
+        mask: null,
+        size,
+        attackAccuracy,
+        passes: 1,
+        history: [],
+        found: attackAccuracy >= 0.9,
+        apply: (images: Tensor) => stampAdditive(images, pattern),
+        dispose: () => pattern.dispose(),
+      };
+    };
+    const first = part([0.25, 0, 0, -0.25], 2, 0.95);
+    const second = part([0, 0.5, 0, 0], 1, 0.92);
+    const stacked = stackTriggers([first, second]);
+    first.dispose();
+    second.dispose(); // the stacked trigger holds its own copy
+    assert.equal(stacked.size, 1);
+    close(stacked.attackAccuracy, 0.92, 0);
+    assert.ok(stacked.found);
+    assert.equal(stacked.target, 1);
+    const images = tensor(new Float32Array(4 * 4).fill(0.5), { shape: [4, 1, 2, 2] });
+    const rows = (t: Tensor) => Array.from(t.toTypedArray() as Float32Array);
+    assert.deepEqual(rows(stacked.apply(images, tensor([3, 0, 1, 2], { dtype: 'int64' }))), [
+      ...[0.5, 1, 0.5, 0.5],
+      ...[0.75, 0.5, 0.5, 0.25],
+      ...[0.5, 1, 0.5, 0.5],
+      ...[0.75, 0.5, 0.5, 0.25],
+    ]);
+    assert.deepEqual(rows(stacked.pattern), [0.25, 0, 0, -0.25]);
+    stacked.dispose();
+    assert.throws(() => stackTriggers([]), /at least one/);
+    assert.throws(() => stackTriggers([part([0, 0, 0, 0], 1, 1), part([0, 0, 0, 0], 1, 1, 2)]), /classes 1 and 2/);
+    const signal = new SignalTrigger(
+      1,
+      [{ axis: 'rows', frequency: 1, phase: 0, amplitude: 20 }],
+      F.stack([tensor(new Float32Array(4), { shape: [1, 2, 2] })], 0),
+      1,
+      [],
+      true,
+    );
+    assert.throws(() => stackTriggers([signal]), /additive pattern triggers, not signal/);
+    signal.dispose();
   });
 });
 

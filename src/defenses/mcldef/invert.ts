@@ -536,49 +536,97 @@ function invertWarp(model: Module, clean: ImageSplit, target: number, options: I
 }
 
 /**
- * A periodic-signal trigger: every stripe of the family that reached the target (`signals`,
- * the best first), stacked in `stripes` (K×C×H×W); image n of the clean set gets stripe n mod K
- * (`apply`'s indices; purification passes them, so that an image's anchor and its frozen
- * negative carry the same stripe). `pattern` is the best stripe alone, for the report.
+ * Several additive patterns towards one target, stacked in `patterns` (K×C×H×W): image n of
+ * the clean set gets pattern n mod K (`apply`'s indices; purification passes them, so that an
+ * image's anchor and its frozen negative carry the same pattern). `pattern` is the first one,
+ * for the report.
  */
-export class SignalTrigger extends Trigger {
+export class StackedTrigger extends Trigger {
   constructor(
+    method: InversionMethod,
     target: number,
-    readonly signals: readonly PeriodicSignal[],
-    readonly stripes: Tensor,
+    readonly patterns: Tensor,
+    size: number,
     attackAccuracy: number,
     history: InversionPass[],
     found: boolean,
   ) {
-    super(
-      'signal',
-      target,
-      keep(stripes.select(0, 0).contiguous()),
-      null,
-      signals[0]!.amplitude,
-      attackAccuracy,
-      history,
-      found,
-    );
+    super(method, target, keep(patterns.select(0, 0).contiguous()), null, size, attackAccuracy, history, found);
   }
 
   override apply(images: Tensor, indices?: Tensor): Tensor {
-    return stampStripes(images, this.stripes, indices);
+    return stampStacked(images, this.patterns, indices);
   }
 
   override dispose(): void {
-    this.stripes.dispose();
+    this.patterns.dispose();
     super.dispose();
   }
 }
 
-/** x'ᵢ = clamp(xᵢ + S_{nᵢ mod K}) for stripes S (K×C×H×W), nᵢ the index of image i (default: i). */
-function stampStripes(images: Tensor, stripes: Tensor, indices?: Tensor): Tensor {
+/**
+ * Pattern triggers inverted independently towards one target (e.g. from different random
+ * starts), purified against together: image n gets trigger n mod K. The triggers are left to
+ * the caller; the result holds its own copy of their patterns. Its size is the smallest
+ * trigger's, its attack accuracy the lowest, and it is found only if every trigger was.
+ */
+export function stackTriggers(triggers: readonly InvertedTrigger[]): StackedTrigger {
+  const first = triggers[0];
+  if (first === undefined) throw new RangeError('stackTriggers needs at least one trigger');
+  for (const trigger of triggers) {
+    if (trigger.method !== 'pattern' || trigger.mask !== null)
+      throw new TypeError(`stackTriggers takes additive pattern triggers, not ${trigger.method}`);
+    if (trigger.target !== first.target)
+      throw new RangeError(`stackTriggers: triggers towards classes ${first.target} and ${trigger.target}`);
+  }
+  const patterns = keep(
+    tidy(() =>
+      F.stack(
+        triggers.map((trigger) => trigger.pattern),
+        0,
+      ),
+    ),
+  );
+  return new StackedTrigger(
+    'pattern',
+    first.target,
+    patterns,
+    Math.min(...triggers.map((trigger) => trigger.size)),
+    Math.min(...triggers.map((trigger) => trigger.attackAccuracy)),
+    triggers.flatMap((trigger) => trigger.history),
+    triggers.every((trigger) => trigger.found),
+  );
+}
+
+/**
+ * A periodic-signal trigger: every stripe of the family that reached the target (`signals`,
+ * the best first), stacked (`stripes`, K×C×H×W) as a StackedTrigger: image n of the clean set
+ * gets stripe n mod K. `pattern` is the best stripe alone, for the report.
+ */
+export class SignalTrigger extends StackedTrigger {
+  constructor(
+    target: number,
+    readonly signals: readonly PeriodicSignal[],
+    stripes: Tensor,
+    attackAccuracy: number,
+    history: InversionPass[],
+    found: boolean,
+  ) {
+    super('signal', target, stripes, signals[0]!.amplitude, attackAccuracy, history, found);
+  }
+
+  get stripes(): Tensor {
+    return this.patterns;
+  }
+}
+
+/** x'ᵢ = clamp(xᵢ + S_{nᵢ mod K}) for patterns S (K×C×H×W), nᵢ the index of image i (default: i). */
+function stampStacked(images: Tensor, patterns: Tensor, indices?: Tensor): Tensor {
   return tidy(() => {
-    const count = stripes.size(0);
-    if (count === 1) return stampAdditive(images, stripes.select(0, 0));
+    const count = patterns.size(0);
+    if (count === 1) return stampAdditive(images, patterns.select(0, 0));
     const positions = indices ?? arange(0, images.size(0), 1, { dtype: 'int64' });
-    return images.add(stripes.indexSelect(0, positions.remainder(count))).clamp(0, 1);
+    return images.add(patterns.indexSelect(0, positions.remainder(count))).clamp(0, 1);
   });
 }
 
@@ -621,7 +669,7 @@ function invertSignal(model: Module, clean: ImageSplit, target: number, options:
     const { losses, reach } = classResponses(
       model,
       clean,
-      (images) => stampStripes(images, stripes),
+      (images) => stampStacked(images, stripes),
       options.batchSize ?? 250,
       precision,
     );

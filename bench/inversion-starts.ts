@@ -1,0 +1,166 @@
+// `npm run bench:inversion-starts -- --weights FILE --attack NAME --target K [--starts KIND:K]
+// [--combos "0;0,1"] [--seed N]`: several pattern inversions from different random starts,
+// then purification against each combination of them (image n gets pattern n mod K, as
+// `stackTriggers` stamps), with the CLI's default purification. Per start it prints the
+// trigger's size, passes, seconds and its (row, column) positions, so a start that found the
+// attacker's own trigger can be told apart. Start kinds:
+//   full   the defaults' inversion (all clean images, patience 10); start 0 is `mcldef defend`'s
+//   half   each start on its own 1/K of the clean images (image n to start n mod K)
+//   short  the detection scan's budget: 500 images, 30 passes, the 'difference' restart
+//   oracle no inversion: the attacker's own trigger (the ceiling of a perfect inversion)
+// Start k uses batch-order seed N + 100k; its random initial pattern follows from the run.
+import { parseArgs } from 'node:util';
+
+import {
+  DEFAULT_ACCURACY_GUARD,
+  DEFAULT_INVERSION_PATIENCE,
+  DEFAULT_PURIFICATION_EPOCHS,
+} from '../src/cli/commands/defend.js';
+import { subset } from '../src/data/subset.js';
+import type { ImageSplit } from '../src/data/dataset.js';
+import {
+  DEFAULT_SCAN_PASSES,
+  type InvertedTrigger,
+  invertTrigger,
+  purify,
+  stackTriggers,
+} from '../src/defenses/mcldef/index.js';
+import { evaluate } from '../src/eval/metrics.js';
+import { tidy, zeros } from '../src/index.js';
+import { defenseSetup } from './defense-setup.js';
+
+const { values } = parseArgs({
+  options: {
+    weights: { type: 'string', default: '../shared/models/mcl-reference/WRN-16-1-badnet.pth.tar' },
+    arch: { type: 'string', default: 'wrn-16-1' },
+    data: { type: 'string', default: 'cifar10:../shared/data/cifar10-jpeg' },
+    attack: { type: 'string', default: 'badnets-grid' },
+    target: { type: 'string', default: '5' },
+    'poison-rate': { type: 'string', default: '0.1' },
+    starts: { type: 'string', default: 'full:2' },
+    combos: { type: 'string' },
+    seed: { type: 'string', default: '0' },
+    epochs: { type: 'string', default: String(DEFAULT_PURIFICATION_EPOCHS) },
+    threads: { type: 'string', default: '2' },
+  },
+});
+const [kind, countText] = values.starts.split(':');
+const count = kind === 'oracle' ? 1 : Number(countText);
+if (
+  (kind !== 'full' && kind !== 'half' && kind !== 'short' && kind !== 'oracle') ||
+  !(Number.isInteger(count) && count >= 1)
+) {
+  throw new Error(`--starts must be full:K, half:K, short:K or oracle, not ${values.starts}`);
+}
+const seed = Number(values.seed);
+const target = Number(values.target);
+const flags = {
+  threads: Number(values.threads),
+  seed,
+  quiet: true,
+  attack: values.attack,
+  target,
+  mode: 'all-to-one' as const,
+  poisonRate: Number(values['poison-rate']),
+};
+const { test, clean, attack, load } = defenseSetup(flags, values.data, values.arch, values.weights);
+const fmt = (value: number): string => value.toFixed(2);
+
+function positions(trigger: InvertedTrigger): string {
+  const [channels, height, width] = trigger.pattern.shape as [number, number, number];
+  const delta = trigger.pattern.toTypedArray() as Float32Array;
+  const found: string[] = [];
+  for (let h = 0; h < height; h++)
+    for (let w = 0; w < width; w++) {
+      let sum = 0;
+      for (let c = 0; c < channels; c++) sum += Math.abs(delta[(c * height + h) * width + w]!);
+      if (sum > 0) found.push(`${h},${w}`);
+    }
+  return found.join(' ');
+}
+
+function startSet(start: number): ImageSplit {
+  if (kind === 'full') return clean;
+  if (kind === 'short') return subset(clean, Math.min(1, 500 / clean.count), { seed });
+  const share = Array.from({ length: clean.count }, (_, n) => n).filter((n) => n % count === start);
+  return clean.select(share, `${clean.source}, share ${start} of ${count}`);
+}
+
+/** The attacker's trigger in the shape purification takes. */
+function oracleTrigger(): InvertedTrigger {
+  const shown = tidy(() => attack.apply(zeros([1, clean.channels, clean.height, clean.width])).squeeze(0));
+  return {
+    method: 'pattern',
+    target,
+    pattern: shown,
+    mask: null,
+    size: Number.NaN,
+    attackAccuracy: 1,
+    passes: 0,
+    history: [],
+    found: true,
+    apply: (images) => attack.apply(images),
+    dispose: () => shown.dispose(),
+  };
+}
+
+const triggers: InvertedTrigger[] = kind === 'oracle' ? [oracleTrigger()] : [];
+for (let start = 0; start < (kind === 'oracle' ? 0 : count); start++) {
+  const model = load();
+  const images = startSet(start);
+  const began = performance.now();
+  const trigger = invertTrigger(model, images, target, {
+    seed: seed + 100 * start,
+    ...(kind === 'short'
+      ? { passes: DEFAULT_SCAN_PASSES, restart: 'difference' as const, dropLast: false }
+      : { patience: DEFAULT_INVERSION_PATIENCE }),
+  });
+  console.log(
+    `start ${start}: size ${trigger.size}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)} %, ${trigger.passes} passes, ${((performance.now() - began) / 1000).toFixed(0)} s\n  ${positions(trigger)}`,
+  );
+  triggers.push(trigger);
+  if (images !== clean) images.dispose();
+  model.dispose();
+}
+
+const combos =
+  values.combos ??
+  triggers
+    .map((_, k) =>
+      triggers
+        .slice(0, k + 1)
+        .map((__, i) => i)
+        .join(','),
+    )
+    .join(';');
+for (const combo of combos.split(';')) {
+  const chosen = combo.split(',').map((k) => {
+    const trigger = triggers[Number(k)];
+    if (trigger === undefined) throw new Error(`--combos names start ${k}; there are ${count}`);
+    return trigger;
+  });
+  // A lone trigger is purified against as it is (the oracle is no additive pattern).
+  const stacked = chosen.length === 1 ? chosen[0]! : stackTriggers(chosen);
+  const model = load();
+  const began = performance.now();
+  const result = purify(model, clean, stacked, {
+    epochs: Number(values.epochs),
+    accuracyGuard: DEFAULT_ACCURACY_GUARD,
+    seed,
+    lrSchedule: 'cifar',
+  });
+  const seconds = (performance.now() - began) / 1000;
+  const m = evaluate(model, test, { normalization: test.normalization, trigger: attack });
+  const guard = result.guard;
+  console.log(
+    `starts ${combo.padEnd(8)} BA ${fmt(m.ba)}  ASR ${fmt(m.asr)}  (without the trigger ${fmt(m.asr_no_trigger)})  ${seconds.toFixed(0)} s` +
+      (guard === undefined
+        ? ''
+        : `  [clean accuracy ${fmt(guard.before)} -> ${fmt(guard.after)}${guard.refitHead ? ', head re-fitted' : ''}]`),
+  );
+  model.dispose();
+  if (chosen.length > 1) stacked.dispose();
+}
+for (const trigger of triggers) trigger.dispose();
+test.dispose();
+clean.dispose();
