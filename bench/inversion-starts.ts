@@ -9,6 +9,9 @@
 //   short  the detection scan's budget: 500 images, 30 passes, the 'difference' restart
 //   oracle no inversion: the attacker's own trigger (the ceiling of a perfect inversion)
 // Start k uses batch-order seed N + 100k; its random initial pattern follows from the run.
+// `--blobs smallest|all` splits every start's pattern into blobs, measures each alone on the
+// scan's 500 images, and purifies once against the smallest blob that sends ≥ 90 % of them to
+// the target, or against every such blob (stacked), instead of the combinations.
 import { parseArgs } from 'node:util';
 
 import {
@@ -21,12 +24,14 @@ import type { ImageSplit } from '../src/data/dataset.js';
 import {
   DEFAULT_SCAN_PASSES,
   type InvertedTrigger,
+  classResponses,
   invertTrigger,
+  stampAdditive,
   purify,
   stackTriggers,
 } from '../src/defenses/mcldef/index.js';
 import { evaluate } from '../src/eval/metrics.js';
-import { tidy, zeros } from '../src/index.js';
+import { type Tensor, tensor, tidy, zeros } from '../src/index.js';
 import { defenseSetup } from './defense-setup.js';
 
 const { values } = parseArgs({
@@ -39,6 +44,7 @@ const { values } = parseArgs({
     'poison-rate': { type: 'string', default: '0.1' },
     starts: { type: 'string', default: 'full:2' },
     combos: { type: 'string' },
+    blobs: { type: 'string' },
     seed: { type: 'string', default: '0' },
     epochs: { type: 'string', default: String(DEFAULT_PURIFICATION_EPOCHS) },
     threads: { type: 'string', default: '2' },
@@ -123,27 +129,11 @@ for (let start = 0; start < (kind === 'oracle' ? 0 : count); start++) {
   model.dispose();
 }
 
-const combos =
-  values.combos ??
-  triggers
-    .map((_, k) =>
-      triggers
-        .slice(0, k + 1)
-        .map((__, i) => i)
-        .join(','),
-    )
-    .join(';');
-for (const combo of combos.split(';')) {
-  const chosen = combo.split(',').map((k) => {
-    const trigger = triggers[Number(k)];
-    if (trigger === undefined) throw new Error(`--combos names start ${k}; there are ${count}`);
-    return trigger;
-  });
-  // A lone trigger is purified against as it is (the oracle is no additive pattern).
-  const stacked = chosen.length === 1 ? chosen[0]! : stackTriggers(chosen);
+/** Purifies a fresh copy of the model against `trigger` and prints BA / ASR on the test split. */
+function purifyAndReport(label: string, trigger: InvertedTrigger): void {
   const model = load();
   const began = performance.now();
-  const result = purify(model, clean, stacked, {
+  const result = purify(model, clean, trigger, {
     epochs: Number(values.epochs),
     accuracyGuard: DEFAULT_ACCURACY_GUARD,
     seed,
@@ -153,13 +143,125 @@ for (const combo of combos.split(';')) {
   const m = evaluate(model, test, { normalization: test.normalization, trigger: attack });
   const guard = result.guard;
   console.log(
-    `starts ${combo.padEnd(8)} BA ${fmt(m.ba)}  ASR ${fmt(m.asr)}  (without the trigger ${fmt(m.asr_no_trigger)})  ${seconds.toFixed(0)} s` +
+    `${label.padEnd(14)} BA ${fmt(m.ba)}  ASR ${fmt(m.asr)}  (without the trigger ${fmt(m.asr_no_trigger)})  ${seconds.toFixed(0)} s` +
       (guard === undefined
         ? ''
         : `  [clean accuracy ${fmt(guard.before)} -> ${fmt(guard.after)}${guard.refitHead ? ', head re-fitted' : ''}]`),
   );
   model.dispose();
-  if (chosen.length > 1) stacked.dispose();
+}
+
+interface Blob {
+  trigger: InvertedTrigger;
+  where: string;
+}
+
+/**
+ * The blobs of an additive pattern (positions grouped when within 2 pixels of each other; at
+ * least 3 positions), each as a pattern trigger of its own, measured alone on the 500 scan
+ * images: the share they send to the target is its attack accuracy.
+ */
+function blobsOf(start: number, trigger: InvertedTrigger, judge: (delta: Tensor) => number): Blob[] {
+  const [channels, height, width] = trigger.pattern.shape as [number, number, number];
+  const plane = height * width;
+  const delta = trigger.pattern.toTypedArray() as Float32Array;
+  const group = new Int32Array(plane).fill(-1);
+  const on = (p: number): boolean =>
+    Array.from({ length: channels }, (_, c) => delta[c * plane + p]).some((v) => v !== 0);
+  const blobs: Blob[] = [];
+  for (let seedPosition = 0; seedPosition < plane; seedPosition++) {
+    if (!on(seedPosition) || group[seedPosition]! >= 0) continue;
+    const members: number[] = [];
+    const queue = [seedPosition];
+    group[seedPosition] = seedPosition;
+    while (queue.length > 0) {
+      const p = queue.pop()!;
+      members.push(p);
+      const [h, w] = [Math.floor(p / width), p % width];
+      for (let dh = -2; dh <= 2; dh++)
+        for (let dw = -2; dw <= 2; dw++) {
+          const [nh, nw] = [h + dh, w + dw];
+          const q = nh * width + nw;
+          if (nh >= 0 && nw >= 0 && nh < height && nw < width && group[q]! < 0 && on(q)) {
+            group[q] = seedPosition;
+            queue.push(q);
+          }
+        }
+    }
+    if (members.length < 3) continue;
+    const inside = new Set(members);
+    const part = tensor(
+      Float32Array.from(delta, (v, i) => (inside.has(i % plane) ? v : 0)),
+      { shape: [channels, height, width] },
+    );
+    const rows = members.map((p) => Math.floor(p / width));
+    const columns = members.map((p) => p % width);
+    blobs.push({
+      trigger: {
+        method: 'pattern',
+        target,
+        pattern: part,
+        mask: null,
+        size: members.length,
+        attackAccuracy: judge(part),
+        passes: 0,
+        history: [],
+        found: true,
+        apply: (images) => stampAdditive(images, part),
+        dispose: () => part.dispose(),
+      },
+      where: `start ${start}, rows ${Math.min(...rows)}-${Math.max(...rows)}, columns ${Math.min(...columns)}-${Math.max(...columns)}`,
+    });
+  }
+  return blobs;
+}
+
+if (values.blobs !== undefined) {
+  if (values.blobs !== 'smallest' && values.blobs !== 'all') throw new Error('--blobs must be smallest or all');
+  const judgeModel = load();
+  judgeModel.eval();
+  const scanSet = subset(clean, Math.min(1, 500 / clean.count), { seed });
+  const judge = (delta: Tensor): number =>
+    classResponses(judgeModel, scanSet, (images) => stampAdditive(images, delta), 250, 'float32').reach[target]!;
+  const blobs = triggers.flatMap((trigger, start) => blobsOf(start, trigger, judge));
+  judgeModel.dispose();
+  scanSet.dispose();
+  for (const blob of blobs)
+    console.log(
+      `  blob: ${blob.where}: ${blob.trigger.size} positions, attack accuracy ${(100 * blob.trigger.attackAccuracy).toFixed(1)} %`,
+    );
+  const reaching = blobs
+    .filter((blob) => blob.trigger.attackAccuracy >= 0.9)
+    .sort((a, b) => a.trigger.size - b.trigger.size || b.trigger.attackAccuracy - a.trigger.attackAccuracy);
+  if (reaching.length === 0) throw new Error('no blob reaches 90 % on its own');
+  const chosen = values.blobs === 'smallest' ? reaching.slice(0, 1) : reaching;
+  console.log(`purifying against: ${chosen.map((blob) => blob.where).join('; ')}`);
+  const stacked = stackTriggers(chosen.map((blob) => blob.trigger));
+  purifyAndReport(`blobs ${values.blobs}`, stacked);
+  stacked.dispose();
+  for (const blob of blobs) blob.trigger.dispose();
+} else {
+  const combos =
+    values.combos ??
+    triggers
+      .map((_, k) =>
+        triggers
+          .slice(0, k + 1)
+          .map((__, i) => i)
+          .join(','),
+      )
+      .join(';');
+  for (const combo of combos.split(';')) {
+    const chosen = combo.split(',').map((k) => {
+      const trigger = triggers[Number(k)];
+      if (trigger === undefined) throw new Error(`--combos names start ${k}; there are ${count}`);
+      return trigger;
+    });
+    // A lone trigger is purified against as it is (the oracle is no additive pattern).
+    const stacked = chosen.length === 1 ? chosen[0]! : stackTriggers(chosen);
+    purifyAndReport(`starts ${combo}`, stacked);
+    if (chosen.length > 1) stacked.dispose();
+  }
 }
 for (const trigger of triggers) trigger.dispose();
 test.dispose();
