@@ -72,22 +72,52 @@ const flags = {
 const { test, clean, attack, load } = defenseSetup(flags, values.data, values.arch, values.weights);
 const fmt = (value: number): string => value.toFixed(2);
 
-function positions(trigger: InvertedTrigger): string {
+/** 1 where any channel of the trigger's pattern is non-zero, per (row, column), row-major. */
+function activePositions(trigger: InvertedTrigger): Uint8Array {
   const [channels, height, width] = trigger.pattern.shape as [number, number, number];
+  const plane = height * width;
   const delta = trigger.pattern.toTypedArray() as Float32Array;
+  const active = new Uint8Array(plane);
+  for (let c = 0; c < channels; c++) for (let p = 0; p < plane; p++) if (delta[c * plane + p] !== 0) active[p] = 1;
+  return active;
+}
+
+function positions(trigger: InvertedTrigger): string {
+  const width = trigger.pattern.size(2);
   const found: string[] = [];
-  for (let h = 0; h < height; h++)
-    for (let w = 0; w < width; w++) {
-      let sum = 0;
-      for (let c = 0; c < channels; c++) sum += Math.abs(delta[(c * height + h) * width + w]!);
-      if (sum > 0) found.push(`${h},${w}`);
-    }
+  activePositions(trigger).forEach((on, p) => {
+    if (on === 1) found.push(`${Math.floor(p / width)},${p % width}`);
+  });
   return found.join(' ');
 }
 
+/** A trigger for purification that no inversion made: `pattern` for the report, `apply` to stamp. */
+function plainTrigger(
+  pattern: Tensor,
+  size: number,
+  attackAccuracy: number,
+  apply: (images: Tensor) => Tensor,
+): InvertedTrigger {
+  return {
+    method: 'pattern',
+    target,
+    pattern,
+    mask: null,
+    size,
+    attackAccuracy,
+    passes: 0,
+    history: [],
+    found: true,
+    apply,
+    dispose: () => pattern.dispose(),
+  };
+}
+
+const scanSubset = (): ImageSplit => subset(clean, Math.min(1, 500 / clean.count), { seed });
+
 function startSet(start: number): ImageSplit {
   if (kind === 'full') return clean;
-  if (kind === 'short') return subset(clean, Math.min(1, 500 / clean.count), { seed });
+  if (kind === 'short') return scanSubset();
   const share = Array.from({ length: clean.count }, (_, n) => n).filter((n) => n % count === start);
   return clean.select(share, `${clean.source}, share ${start} of ${count}`);
 }
@@ -95,19 +125,7 @@ function startSet(start: number): ImageSplit {
 /** The attacker's trigger in the shape purification takes. */
 function oracleTrigger(): InvertedTrigger {
   const shown = tidy(() => attack.apply(zeros([1, clean.channels, clean.height, clean.width])).squeeze(0));
-  return {
-    method: 'pattern',
-    target,
-    pattern: shown,
-    mask: null,
-    size: Number.NaN,
-    attackAccuracy: 1,
-    passes: 0,
-    history: [],
-    found: true,
-    apply: (images) => attack.apply(images),
-    dispose: () => shown.dispose(),
-  };
+  return plainTrigger(shown, Number.NaN, 1, (images) => attack.apply(images));
 }
 
 const triggers: InvertedTrigger[] = kind === 'oracle' ? [oracleTrigger()] : [];
@@ -166,11 +184,10 @@ function blobsOf(start: number, trigger: InvertedTrigger, judge: (delta: Tensor)
   const plane = height * width;
   const delta = trigger.pattern.toTypedArray() as Float32Array;
   const group = new Int32Array(plane).fill(-1);
-  const on = (p: number): boolean =>
-    Array.from({ length: channels }, (_, c) => delta[c * plane + p]).some((v) => v !== 0);
+  const active = activePositions(trigger);
   const blobs: Blob[] = [];
   for (let seedPosition = 0; seedPosition < plane; seedPosition++) {
-    if (!on(seedPosition) || group[seedPosition]! >= 0) continue;
+    if (active[seedPosition] !== 1 || group[seedPosition]! >= 0) continue;
     const members: number[] = [];
     const queue = [seedPosition];
     group[seedPosition] = seedPosition;
@@ -182,7 +199,7 @@ function blobsOf(start: number, trigger: InvertedTrigger, judge: (delta: Tensor)
         for (let dw = -2; dw <= 2; dw++) {
           const [nh, nw] = [h + dh, w + dw];
           const q = nh * width + nw;
-          if (nh >= 0 && nw >= 0 && nh < height && nw < width && group[q]! < 0 && on(q)) {
+          if (nh >= 0 && nw >= 0 && nh < height && nw < width && group[q]! < 0 && active[q] === 1) {
             group[q] = seedPosition;
             queue.push(q);
           }
@@ -197,19 +214,7 @@ function blobsOf(start: number, trigger: InvertedTrigger, judge: (delta: Tensor)
     const rows = members.map((p) => Math.floor(p / width));
     const columns = members.map((p) => p % width);
     blobs.push({
-      trigger: {
-        method: 'pattern',
-        target,
-        pattern: part,
-        mask: null,
-        size: members.length,
-        attackAccuracy: judge(part),
-        passes: 0,
-        history: [],
-        found: true,
-        apply: (images) => stampAdditive(images, part),
-        dispose: () => part.dispose(),
-      },
+      trigger: plainTrigger(part, members.length, judge(part), (images) => stampAdditive(images, part)),
       where: `start ${start}, rows ${Math.min(...rows)}-${Math.max(...rows)}, columns ${Math.min(...columns)}-${Math.max(...columns)}`,
     });
   }
@@ -220,7 +225,7 @@ if (values.blobs !== undefined) {
   if (values.blobs !== 'smallest' && values.blobs !== 'all') throw new Error('--blobs must be smallest or all');
   const judgeModel = load();
   judgeModel.eval();
-  const scanSet = subset(clean, Math.min(1, 500 / clean.count), { seed });
+  const scanSet = scanSubset();
   const judge = (delta: Tensor): number =>
     classResponses(judgeModel, scanSet, (images) => stampAdditive(images, delta), 250, 'float32').reach[target]!;
   const blobs = triggers.flatMap((trigger, start) => blobsOf(start, trigger, judge));

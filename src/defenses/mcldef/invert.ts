@@ -600,7 +600,7 @@ export function stackTriggers(triggers: readonly InvertedTrigger[]): StackedTrig
 
 /**
  * A periodic-signal trigger: every stripe of the family that reached the target (`signals`,
- * the best first), stacked (`stripes`, K×C×H×W) as a StackedTrigger: image n of the clean set
+ * the best first), stacked (`patterns`, K×C×H×W) as a StackedTrigger: image n of the clean set
  * gets stripe n mod K. `pattern` is the best stripe alone, for the report.
  */
 export class SignalTrigger extends StackedTrigger {
@@ -613,10 +613,6 @@ export class SignalTrigger extends StackedTrigger {
     found: boolean,
   ) {
     super('signal', target, stripes, signals[0]!.amplitude, attackAccuracy, history, found);
-  }
-
-  get stripes(): Tensor {
-    return this.patterns;
   }
 }
 
