@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
@@ -163,6 +164,12 @@ MCLDEF_FN(getNumThreads) { return Napi::Number::New(info.Env(), at::get_num_thre
 
 MCLDEF_FN(cudaAvailable) { return Napi::Boolean::New(info.Env(), at::globalContext().hasCUDA()); }
 
+// CUDA devices visible to this libtorch (0 in a CPU-only build, through the hooks that a CUDA
+// build registers).
+MCLDEF_FN(cudaDeviceCount) {
+  return Napi::Number::New(info.Env(), at::globalContext().hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0);
+}
+
 MCLDEF_FN(version) { return Napi::String::New(info.Env(), TORCH_VERSION); }
 
 }  // namespace
@@ -185,6 +192,7 @@ void initAutograd(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, setNumThreads, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, getNumThreads, "getNumThreads"));
   exports.Set("cudaAvailable", Napi::Function::New(env, cudaAvailable, "cudaAvailable"));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, cudaDeviceCount, "cudaDeviceCount"));
   exports.Set("version", Napi::Function::New(env, version, "version"));
 }
 

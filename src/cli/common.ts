@@ -7,15 +7,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 
 import { manualSeed, setNumThreads } from '../engine/autograd.js';
-import { tidy } from '../engine/scope.js';
-import type { Tensor } from '../engine/tensor.js';
-import { type Attack, type AttackMode, ATTACK_NAMES, createAttack } from '../attacks/index.js';
+import { useDevice } from '../engine/device.js';
+import { type Attack, type AttackMode, ATTACK_NAMES } from '../attacks/index.js';
 import type { ImageSplit } from '../data/dataset.js';
-import { loadDataset } from '../data/load.js';
-import { loadWeights } from '../io/index.js';
 import { writeFileAtomic } from '../io/checkpoint.js';
-import { createModel, modelNames } from '../nn/models/index.js';
+import { modelNames } from '../nn/models/index.js';
 import type { Classifier } from '../nn/models/classifier.js';
+import * as setup from '../pipeline/setup.js';
+import type { ProgressEvent } from '../defenses/defense.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -51,7 +50,16 @@ export function addCommonOptions(command: Command): Command {
     .addOption(new Option('--seed <n>', 'random seed').default(0).argParser(integer('--seed', 0)))
     .addOption(new Option('--json <file>', "write the results as JSON to FILE ('-' for stdout)"))
     .addOption(new Option('--cache-dir <dir>', 'decoded-dataset cache folder (default ~/.cache/mcldef/datasets)'))
-    .addOption(new Option('--quiet', 'no progress bars'));
+    .addOption(
+      new Option('--device <device>', 'cpu, cuda or cuda:N (default: CUDA where the libtorch in use has it, else cpu)'),
+    )
+    .addOption(
+      new Option(
+        '--config <file>',
+        "options from a YAML or JSON file (keys: long flag names, e.g. 'clean-ratio: 0.05'; a report.json's options repeat its run); flags on the command line win",
+      ),
+    )
+    .addOption(new Option('--quiet', 'no progress output (bars, scan and epoch lines); results and errors still print'));
 }
 
 export function addModelOptions(command: Command, weightsRequired: boolean): Command {
@@ -59,14 +67,14 @@ export function addModelOptions(command: Command, weightsRequired: boolean): Com
     .addOption(new Option('--arch <name>', `architecture: ${modelNames().join(', ')}`).default('wrn-16-1'))
     .addOption(
       weightsRequired
-        ? new Option('--weights <file>', 'model weights (.pth, .pth.tar, .pt or .safetensors)').makeOptionMandatory()
+        ? new Option('--weights <file>', 'model weights (.pth, .pth.tar, .pt or .safetensors)')
         : new Option('--weights <file>', 'initial weights (.pth or .safetensors)'),
     )
     .addOption(
       new Option(
         '--data <kind:path>',
         'dataset, e.g. cifar10:./data (kinds: cifar10, cifar100, gtsrb, imagefolder, mnist, fashion-mnist)',
-      ).makeOptionMandatory(),
+      ),
     );
 }
 
@@ -109,6 +117,8 @@ export interface CommonFlags {
   seed: number;
   json?: string;
   cacheDir?: string;
+  device?: string;
+  config?: string;
   quiet?: boolean;
 }
 
@@ -126,35 +136,23 @@ export interface AttackFlags {
   attackSeed?: number;
 }
 
-/** Thread count, and libtorch's generator seeded by --seed so that every run repeats. */
+/**
+ * Thread count, libtorch's generator seeded by --seed so that every run repeats, and the
+ * device new tensors go to (--device; asking for CUDA where there is none is an error).
+ */
 export function applyCommon(flags: CommonFlags): void {
   setNumThreads(flags.threads);
   manualSeed(flags.seed);
+  useDevice(flags.device);
 }
 
 export function loadSplit(spec: string, split: 'train' | 'test', flags: CommonFlags): ImageSplit {
-  return loadDataset(spec, split, flags.cacheDir === undefined ? {} : { cacheDir: flags.cacheDir });
+  return setup.loadSplit(spec, split, flags.cacheDir);
 }
 
-export function buildModel(arch: string, split: ImageSplit, weights?: string): Classifier {
-  const model = createModel(arch, { numClasses: split.numClasses, inChannels: split.channels });
-  if (weights !== undefined) loadWeights(model, weights);
-  return model;
-}
+export const buildModel = setup.buildModel;
 
-/**
- * The images a trojan watermark is generated on: the first 256 test images. train, eval
- * and defend all use these, so `--trojan-model` regenerates the very watermark the model
- * was trained with (the generation has no randomness).
- */
-function trojanImages(test: ImageSplit): Tensor {
-  return tidy(() => test.images.narrow(0, 0, Math.min(256, test.count)).to('float32').div(255));
-}
-
-/**
- * The attack named by the flags (undefined when none), checked against the data.
- * `test` is the test split, used to generate a trojan watermark with --trojan-model.
- */
+/** The attack the flags name (undefined when none), checked against the data. */
 export function buildAttack(
   flags: AttackFlags & CommonFlags,
   split: ImageSplit,
@@ -162,42 +160,12 @@ export function buildAttack(
   test: ImageSplit = split,
 ): Attack | undefined {
   if (flags.attack === undefined) return undefined;
-  const geometry = { channels: split.channels, height: split.height, width: split.width };
-  let trojanSource;
-  if (flags.attack === 'trojan' && flags.trojanWatermark === undefined) {
-    if (flags.trojanModel === undefined) {
-      throw new UsageError(
-        'trojan needs --trojan-watermark FILE, or --trojan-model FILE (clean weights) to generate one',
-      );
-    }
-    trojanSource = {
-      model: buildModel(arch, split, flags.trojanModel),
-      images: trojanImages(test),
-      normalization: split.normalization,
-    };
-  }
-  const attack = createAttack({
-    name: flags.attack,
-    target: flags.target,
-    mode: flags.mode,
-    poisonRate: flags.poisonRate,
-    seed: flags.attackSeed ?? flags.seed,
-    numClasses: split.numClasses,
-    geometry,
-    options: {
-      ...(flags.alpha === undefined ? {} : { alpha: flags.alpha }),
-      ...(flags.pattern === undefined ? {} : { patternFile: flags.pattern }),
-      ...(flags.trigger === undefined ? {} : { triggerFile: flags.trigger }),
-      ...(flags.mask === undefined ? {} : { maskFile: flags.mask }),
-      ...(flags.trojanWatermark === undefined ? {} : { watermarkFile: flags.trojanWatermark }),
-      ...(trojanSource === undefined ? {} : { trojanSource }),
-    },
-  });
-  if (trojanSource !== undefined) {
-    trojanSource.model.dispose();
-    trojanSource.images.dispose();
-  }
-  return attack;
+  return setup.buildAttack(
+    { ...flags, attack: flags.attack, attackSeed: flags.attackSeed ?? flags.seed },
+    split,
+    arch,
+    test,
+  );
 }
 
 /** Writes results to --json (a file, atomically, or stdout for '-'). */
@@ -232,4 +200,10 @@ export async function runAction(body: () => void | Promise<void>): Promise<void>
     if (process.env.MCLDEF_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     process.exitCode = 1;
   }
+}
+
+/** A progress event as one line (`  class 3: size 42.0 (9.1 s)`), unless --quiet. */
+export function progressLine(flags: CommonFlags, event: ProgressEvent): void {
+  if (flags.quiet === true || event.message === undefined) return;
+  say(flags, `  ${event.message}`);
 }

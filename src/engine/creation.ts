@@ -1,5 +1,6 @@
 // Making tensors: from JS data, and PyTorch's factory functions.
 import { type DType, dtypeCode, dtypeOfTypedArray } from './dtype.js';
+import { getDefaultDevice } from './device.js';
 import { native } from './native.js';
 import { callOp, type Device, type NestedArray, Tensor } from './tensor.js';
 
@@ -16,7 +17,7 @@ function finish(tensor: Tensor, options: TensorOptions): Tensor {
 
 function factoryArgs(options: TensorOptions, defaultDType: DType | null = 'float32'): [number | null, null, string] {
   const dtype = options.dtype ?? defaultDType;
-  return [dtype === null ? null : dtypeCode[dtype], null, options.device ?? 'cpu'];
+  return [dtype === null ? null : dtypeCode[dtype], null, options.device ?? getDefaultDevice()];
 }
 
 function flatten(data: NestedArray, shape: number[], values: (number | boolean)[], level: number): void {
@@ -89,7 +90,7 @@ export function tensor(
     shape = options.shape ?? dims;
     bytes = typedArrayOf(dtype, values);
   }
-  return finish(new Tensor(native.fromBuffer(bytes, shape, dtypeCode[dtype], options.device ?? 'cpu')), options);
+  return finish(new Tensor(native.fromBuffer(bytes, shape, dtypeCode[dtype], options.device ?? getDefaultDevice())), options);
 }
 
 /** A 0-d tensor holding one number. */

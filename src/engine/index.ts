@@ -16,3 +16,4 @@ export {
 } from './tensor.js';
 export * as optim from './optim/index.js';
 export { gradcheck, type GradcheckResult } from './gradcheck.js';
+export { DeviceError, cudaDeviceCount, getDefaultDevice, resolveDevice, useDevice } from './device.js';

@@ -71,6 +71,7 @@ export interface NativeBinding {
   setNumThreads(threads: number): void;
   getNumThreads(): number;
   cudaAvailable(): boolean;
+  cudaDeviceCount(): number;
   version(): string;
   /** Decodes JPEG files on `threads` threads: all pixels (H×W×C each) and [h, w] per image. */
   decodeJpegFiles(paths: readonly string[], channels: 1 | 3, threads: number): { pixels: Buffer; sizes: Int32Array };

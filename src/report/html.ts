@@ -4,32 +4,20 @@
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
 
-/** Percentages; null where no attack was named. */
-export interface RunMetrics {
-  ba: number;
-  asr: number | null;
-  ra: number | null;
-  /** The ASR images without the trigger that already reach the target: ASR's floor. */
-  asr_no_trigger?: number | null;
-}
+import type { DefendReport } from '../defenses/pipeline.js';
 
-export interface DefenseReport {
-  method: string;
-  model: string;
-  data: string;
-  attack: string | null;
-  target: number | null;
-  detected_target: number | null;
-  before: RunMetrics;
-  after: RunMetrics;
-  der: number | null;
-  seconds: { inversion: number; purification: number; total: number };
-  epochs: { epoch: number; lr: number; loss: number; ba: number | null; asr: number | null }[];
-  /** Purification settings that differ from the published loss, e.g. {refit_head: true}. */
-  options?: Record<string, number | boolean | string>;
+/** What the report reads: a defense run's report (src/defenses/pipeline.ts). */
+export type DefenseReport = Pick<
+  DefendReport,
+  'method' | 'model' | 'data' | 'attack' | 'target' | 'detected_target' | 'before' | 'after' | 'der' | 'seconds' | 'epochs'
+> & {
+  changed?: boolean;
+  reason?: string;
+  /** Settings that differ from the published configuration, e.g. {refit_head: true}. */
+  changes_from_published?: Record<string, number | boolean | string>;
   /** What the clean-accuracy guard measured (%) and did, where it was on. */
   accuracy_guard?: { tolerance: number; before: number; after: number; refit_head: boolean };
-}
+};
 
 /** A line on the clean-accuracy guard, if it was on. */
 function guardLine(guard: DefenseReport['accuracy_guard'], refitAnyway: boolean): string {
@@ -42,7 +30,7 @@ function escape(text: string): string {
 }
 
 /** A line naming the settings that differ from the published configuration, if any. */
-function changes(options: DefenseReport['options']): string {
+function changes(options: DefenseReport['changes_from_published']): string {
   const entries = Object.entries(options ?? {});
   if (entries.length === 0) return '<p class="muted">Purification: the published loss and schedule.</p>';
   const list = entries.map(([key, value]) => `<code>${escape(key)} = ${escape(String(value))}</code>`).join(', ');
@@ -78,42 +66,73 @@ export async function epochChart(epochs: DefenseReport['epochs']): Promise<strin
   return svg;
 }
 
-export async function reportHtml(report: DefenseReport, triggerPng: Buffer | null): Promise<string> {
-  const cell = (value: number | null, digits = 2): string => (value === null ? '–' : value.toFixed(digits));
+/** A picture for the report, e.g. the inverted trigger. */
+export interface ReportFigure {
+  png: Buffer;
+  caption: string;
+}
+
+/** "inversion 36, purification 80, total 130" from the report's seconds. */
+function secondsLine(seconds: Record<string, number>): string {
+  return Object.entries(seconds)
+    .map(([stage, value]) => `${escape(stage.replace(/_/g, ' '))} ${value.toFixed(0)}`)
+    .join(', ');
+}
+
+export async function reportHtml(report: DefenseReport, figure: ReportFigure | null): Promise<string> {
+  const cell = (value: number | null, digits = 2): string =>
+    value === null || Number.isNaN(value) ? '–' : value.toFixed(digits);
   const rows = (['before', 'after'] as const)
     .map(
       (when) =>
         `<tr><th>${when}</th><td>${cell(report[when].ba)}</td><td>${cell(report[when].asr)}</td><td>${cell(report[when].ra)}</td><td>${cell(report[when].asr_no_trigger ?? null)}</td></tr>`,
     )
     .join('\n');
-  const chart = report.epochs.length > 0 ? await epochChart(report.epochs) : '<p>No purification epochs.</p>';
-  const trigger =
-    triggerPng === null
-      ? '<p>No trigger (nothing was inverted).</p>'
-      : `<img alt="inverted trigger" src="data:image/png;base64,${triggerPng.toString('base64')}">`;
+  const unchanged = report.changed === false;
+  const refit = report.changes_from_published?.refit_head === true;
+  const verdict = unchanged
+    ? `<p class="verdict"><strong>${escape(report.reason ?? 'The defense left the model unchanged')}</strong>: the model was left as it was, so the "after" row repeats the "before" row.</p>`
+    : '';
+  const target =
+    report.target === null
+      ? 'No target class'
+      : `Target class ${report.target}${report.detected_target === null ? ' (given)' : ` (detected: ${report.detected_target})`}`;
+  const figureHtml =
+    figure === null
+      ? ''
+      : `<h2>Inverted trigger</h2>
+<img alt="inverted trigger" src="data:image/png;base64,${figure.png.toString('base64')}">
+<p class="muted">${escape(figure.caption)}</p>`;
+  const training =
+    report.epochs.length === 0
+      ? ''
+      : `<h2>Training</h2>
+${await epochChart(report.epochs)}
+<p class="muted">BA and ASR per epoch on the monitor subset of the test split${refit || report.accuracy_guard?.refit_head === true ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>`;
+  const mcldefLines =
+    report.method === 'mcldef' && !unchanged
+      ? `${changes(report.changes_from_published)}\n${guardLine(report.accuracy_guard, refit)}`
+      : '';
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mcldef report: ${escape(report.model)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>mcldef report: ${escape(report.model ?? 'model')}</title>
 <style>
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 760px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 4px 12px; text-align: right; }
 img { image-rendering: pixelated; border: 1px solid #ccc; } .muted { color: #666; }
+.verdict { padding: 8px 12px; background: #eef6ee; border: 1px solid #9c9; }
 </style></head><body>
 <h1>Backdoor removal report (${report.method === 'mcldef' ? 'MCLDef' : escape(report.method)})</h1>
-<p>Model <code>${escape(report.model)}</code> on <code>${escape(report.data)}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
-Target class ${report.target ?? '–'}${report.detected_target === null ? ' (given)' : ` (detected: ${report.detected_target})`}.</p>
+<p>Model <code>${escape(report.model ?? '–')}</code> on <code>${escape(report.data ?? '–')}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
+${target}.</p>
+${verdict}
 <h2>Before and after</h2>
 <table><tr><th></th><th>BA %</th><th>ASR %</th><th>RA %</th><th title="the ASR images without the trigger that the model already sends to the target">target without trigger %</th></tr>
 ${rows}
 </table>
-<p>DER ${cell(report.der, 4)} · seconds: inversion ${report.seconds.inversion.toFixed(0)}, purification ${report.seconds.purification.toFixed(0)}, total ${report.seconds.total.toFixed(0)}</p>
-<h2>Inverted trigger</h2>
-${trigger}
-<p class="muted">Additive pattern shown around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern; for a warp, its horizontal and vertical shifts around mid-grey (scaled to the largest).</p>
-<h2>Purification</h2>
-${chart}
-<p class="muted">BA and ASR per epoch on the monitor subset of the test split${report.options?.refit_head === true || report.accuracy_guard?.refit_head === true ? '; the head was re-fit on the clean data after the last epoch, so the table\'s "after" row can differ from the last point' : ''}.</p>
-${changes(report.options)}
-${guardLine(report.accuracy_guard, report.options?.refit_head === true)}
+<p>DER ${cell(report.der, 4)} · seconds: ${secondsLine(report.seconds)}</p>
+${figureHtml}
+${training}
+${mcldefLines}
 </body></html>
 `;
 }

@@ -25,15 +25,6 @@ import {
   runAction,
   say,
 } from '../common.js';
-import {
-  DEFAULT_ANOMALY_SCALE,
-  DEFAULT_MAX_SIZE_FRACTION,
-  DEFAULT_SCAN_PASSES,
-  DEFAULT_WARP_PASSES,
-  DEFAULT_SIGNAL_AMPLITUDE,
-  DEFAULT_WARP_SHIFT,
-} from '../../defenses/mcldef/index.js';
-import { DEFAULT_PURIFICATION_EPOCHS, runDefend } from './defend.js';
 
 interface DemoFlags extends CommonFlags {
   data: string;
@@ -154,59 +145,42 @@ async function demo(flags: DemoFlags): Promise<void> {
   attack.dispose();
   train.dispose();
   test.dispose();
+  const args = defendArgs(flags, weights);
   say(
     flags,
-    `2. The defender holds the model and 5 % clean training data, and is not told the target: mcldef defend${defendFlagsText(flags)}.`,
+    `2. The defender holds the model and 5 % clean training data, and is not told the target${flags.cleanWeight > 0 || flags.refitHead ? ' (the published loss, with what keeps BA on a short-trained model)' : ''}:\n   mcldef ${args.map(quoted).join(' ')}`,
   );
-  await runDefend({
-    ...flags,
-    arch: 'cnn-small',
-    weights,
-    data: flags.data,
-    method: 'mcldef',
-    attack: 'badnets-square',
-    mode: 'all-to-one',
-    poisonRate: 0.1,
-    attackSeed: flags.seed,
-    target: flags.target,
-    targetGiven: false,
-    cleanRatio: 0.05,
-    preset: 'default',
-    dropLast: true,
-    scanPasses: DEFAULT_SCAN_PASSES,
-    anomalyScale: DEFAULT_ANOMALY_SCALE,
-    maxSizeFraction: DEFAULT_MAX_SIZE_FRACTION,
-    warpShift: DEFAULT_WARP_SHIFT,
-    warpPasses: DEFAULT_WARP_PASSES,
-    signalAmplitude: DEFAULT_SIGNAL_AMPLITUDE,
-    precision: 'float32',
-    inversionPrecision: 'float32',
-    // `flags.epochs` are the backdoored model's training epochs, not purification's.
-    epochs: DEFAULT_PURIFICATION_EPOCHS,
-    batchSize: 64,
-    temperature: 0.5,
-    cleanWeight: flags.cleanWeight,
-    cleanWeightFrom: 1,
-    stampedWeight: 0,
-    cleanFeatureWeight: 0,
-    refitHead: flags.refitHead,
-    monitor: 500,
-    out: join(flags.outDir, 'purified.safetensors'),
-    reportDir: join(flags.outDir, 'report'),
-  });
+  const { runCli } = await import('../program.js');
+  await runCli([process.argv[0] ?? 'node', 'mcldef', ...args]);
+  if (process.exitCode !== undefined && process.exitCode !== 0) return;
   say(
     flags,
     `Done in ${((performance.now() - started) / 1000).toFixed(0)} s. Open ${join(flags.outDir, 'report', 'report.html')}.`,
   );
 }
 
-/** The demo's purification flags as `mcldef defend` spells them, with what they are for. */
-function defendFlagsText(flags: DemoFlags): string {
-  const extra = [
-    ...(flags.cleanWeight > 0 ? [`--clean-weight ${flags.cleanWeight} --clean-weight-from 1`] : []),
+/** A shell word. */
+function quoted(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * The `mcldef defend` command the demo runs: detection (the target is only the attack's, for
+ * ASR), float32, and on a short-trained model the clean cross-entropy from the second epoch
+ * and the head re-fit.
+ */
+function defendArgs(flags: DemoFlags, weights: string): string[] {
+  return [
+    'defend',
+    ...['--arch', 'cnn-small', '--weights', weights, '--data', flags.data],
+    ...['--attack', 'badnets-square', '--target', String(flags.target), '--detect'],
+    ...['--seed', String(flags.seed), '--threads', String(flags.threads)],
+    ...['--precision', 'float32', '--clean-feature-weight', '0'],
+    ...(flags.cleanWeight > 0 ? ['--clean-weight', String(flags.cleanWeight), '--clean-weight-from', '1'] : []),
     ...(flags.refitHead ? ['--refit-head'] : []),
+    ...['--out', join(flags.outDir, 'purified.safetensors'), '--report-dir', join(flags.outDir, 'report')],
+    ...(flags.cacheDir === undefined ? [] : ['--cache-dir', flags.cacheDir]),
+    ...(flags.device === undefined ? [] : ['--device', flags.device]),
+    ...(flags.quiet === true ? ['--quiet'] : []),
   ];
-  return extra.length === 0
-    ? ' (the published loss alone)'
-    : ` ${extra.join(' ')} (the published loss, with what keeps BA on a short-trained model)`;
 }

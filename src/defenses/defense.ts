@@ -1,0 +1,97 @@
+// The defense interface: every method (MCLDef and the baselines) is one class behind it,
+// registered by name (registry.ts). A defense receives the suspicious model, the defender's
+// clean data and a context, and returns the defended model with a typed report.
+import type { Device } from '../engine/tensor.js';
+import type { ImageSplit } from '../data/dataset.js';
+import type { Classifier } from '../nn/models/classifier.js';
+import type { OptionSpecs, OptionValues } from './options.js';
+
+/** One epoch (or pass) of a defense's training, for the report's chart. */
+export interface DefenseEpoch {
+  epoch: number;
+  lr: number;
+  loss: number;
+  /** BA / ASR on the monitor images (reporting only), or null. */
+  ba: number | null;
+  asr: number | null;
+}
+
+/** What every defense reports; a method adds its own fields in `details`. */
+export interface DefenseReportBase {
+  /** The class the defense acted against (told or detected), or null where none applies. */
+  target: number | null;
+  /** The class detection flagged, or null (not run, or no backdoor found). */
+  detected_target: number | null;
+  /** False where the defense left the model as it was (e.g. no backdoor found). */
+  changed: boolean;
+  /** Why the model was left unchanged, when it was. */
+  reason?: string;
+  epochs: DefenseEpoch[];
+  /** Seconds per stage of the defense (names are the method's; `total` is the defense's). */
+  seconds: Record<string, number>;
+  /** Method-specific, JSON-ready: the trigger, the detection scan, the settings in force... */
+  details: Record<string, unknown>;
+}
+
+export interface DefenseOutcome {
+  /** The defended model (it may be the input model, changed in place). */
+  model: Classifier;
+  report: DefenseReportBase;
+  /** A picture for the report, e.g. the inverted trigger (PNG). */
+  figure?: { name: string; caption: string; png: Buffer };
+}
+
+/** A progress event, for progress bars and logs. */
+export interface ProgressEvent {
+  /** Which stage: 'detection', 'inversion', 'purification', ... */
+  stage: string;
+  /** Done so far and in all (e.g. classes scanned out of 10). */
+  done: number;
+  total: number;
+  /** A short status, e.g. 'class 3: size 42.0'. */
+  message?: string;
+}
+
+export interface DefenseContext {
+  /** The run's seed (data order, starts); libtorch's generator is seeded by the caller. */
+  readonly seed: number;
+  /** Where the model and every tensor the defense makes live. */
+  readonly device: Device;
+  /** The dataset kind ('cifar10', 'gtsrb', ...), for methods whose published settings depend on it. */
+  readonly dataKind: string;
+  /** The attack's target where the defender is told it; undefined: unknown (detect it or need none). */
+  readonly target?: number;
+  /**
+   * A held-out part of the defender's clean data (never the test split), present where the
+   * method's entry asks for one: for choosing thresholds, pruning amounts or stopping points.
+   */
+  readonly heldOut?: ImageSplit;
+  /** Human-readable lines. */
+  readonly log: (line: string) => void;
+  readonly progress: (event: ProgressEvent) => void;
+  /**
+   * BA/ASR on images the defender does not hold, after an epoch: for the report's chart only.
+   * No defense may choose anything by it.
+   */
+  readonly monitor?: (model: Classifier) => { ba: number; asr: number | null };
+}
+
+export interface Defense {
+  readonly name: string;
+  run(model: Classifier, clean: ImageSplit, context: DefenseContext): DefenseOutcome | Promise<DefenseOutcome>;
+}
+
+/** A registered defense: what `mcldef list` shows and how the CLI builds its flags. */
+export interface DefenseEntry {
+  readonly name: string;
+  /** One line. */
+  readonly summary: string;
+  readonly options: OptionSpecs;
+  /**
+   * Fraction of the defender's clean data held out for selection (context.heldOut); 0 or
+   * absent: the method selects nothing on accuracy and gets all of it.
+   */
+  readonly heldOutFraction?: number;
+  /** Builds the defense from checked option values (unset ones absent: the method's defaults). */
+  create(options: OptionValues): Defense;
+}

@@ -1,0 +1,11 @@
+// The defenses: the interface, the registry, and the built-in methods (one line each).
+import { mcldefEntry } from './mcldef/defense.js';
+import { registerDefense } from './registry.js';
+
+export * from './defense.js';
+export * from './options.js';
+export * from './registry.js';
+export { defend, type DefendArgs, type DefendReport, type DefendResult, type ReportMetrics } from './pipeline.js';
+export { Mcldef, type McldefOptions, mcldefEntry, MCLDEF_OPTIONS } from './mcldef/defense.js';
+
+registerDefense(mcldefEntry);
