@@ -7,11 +7,12 @@
 // that a scan reaches anomalously easily (its loss anomalously low, index > 2) is flagged too,
 // if that scan's warp or stripe sends at least 90 % of the scan images to the class. Where
 // more than one scan flags, the largest index wins.
+import type { Precision } from '../../engine/autograd.js';
 import { tidy } from '../../engine/scope.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { subset } from '../../data/subset.js';
 import type { Module } from '../../nn/module.js';
-import { type InversionOptions, invertTrigger } from './invert.js';
+import { invertTrigger } from './invert.js';
 import { DEFAULT_WARP_PASSES, DEFAULT_WARP_SHIFT, fitWarp } from './warp.js';
 import { type ClassSignal, DEFAULT_SIGNAL_AMPLITUDE, scanSignals } from './signal.js';
 
@@ -44,7 +45,14 @@ export const DEFAULT_ANOMALY_SCALE: AnomalyScale = 'log';
  */
 export const DEFAULT_MAX_SIZE_FRACTION = 0.5;
 
-export interface DetectOptions extends InversionOptions {
+/**
+ * The scan's settings. The size scan inverts a small trigger towards every class with the
+ * 'pattern' or 'mask' method; the warp and signal scans run beside it (warpShift,
+ * signalAmplitude), so 'warp' and 'signal' are no size-scan methods.
+ */
+export interface DetectOptions {
+  /** The size scan's inversion: 'pattern' (default) or 'mask'. */
+  method?: 'pattern' | 'mask';
   /**
    * Passes per class in the scan (30). Over the 500 scan images a pass is 8 Adam steps; at
    * 10 passes (80 steps) no trigger had shrunk yet on a CIFAR-10 WRN-16-1 (every class ≈ 950
@@ -55,6 +63,11 @@ export interface DetectOptions extends InversionOptions {
   scanImages?: number;
   /** Anomaly index above which a small trigger flags its class (2). */
   threshold?: number;
+  /**
+   * Attack accuracy a scan's trigger must reach (0.9): a size-scan trigger to count as found,
+   * a warp or stripe for its scan's flag to count (chooseTarget).
+   */
+  attackThreshold?: number;
   /**
    * A flagged trigger must also be at most this fraction of the median size (0.5; 1: the
    * index alone). See DEFAULT_MAX_SIZE_FRACTION.
@@ -71,6 +84,27 @@ export interface DetectOptions extends InversionOptions {
   warpPasses?: number;
   /** Amplitude of the signal scan's stripes, in 255ths (20); 0 turns the scan off. */
   signalAmplitude?: number;
+  /** Images per step of the size and warp scans (the inversions' defaults, 64). */
+  batchSize?: number;
+  /** Seed of the scan images' draw, the size scan's batch order, and the warp scan's. */
+  seed?: number;
+  /** 'bfloat16': every scan's forward and backward passes under bfloat16 autocast. */
+  precision?: Precision;
+  /**
+   * How the size scan's pattern inversion restarts after a new best ('difference', unlike the
+   * published inversion: it separated the target in 30 passes where 'published' did not as
+   * clearly; README). See PatternInversionOptions.restart.
+   */
+  restart?: 'published' | 'difference';
+  /** Leave out each pass's last partial batch in the size scan (false: the scan has few images). */
+  dropLast?: boolean;
+  /** The size scan's Adam learning rate (the method's default: pattern 0.1, mask 0.005). */
+  lr?: number;
+  /** The size scan's regularizer cost (pattern: initial cost, 1e-3; mask: λ). */
+  cost?: number;
+  /** The size scan's early stop, passes without a new best (pattern: off; mask: 30). */
+  patience?: number;
+  /** Called after each class's scans. */
   onClass?: (result: ClassScan) => void;
 }
 
@@ -224,6 +258,13 @@ export function chooseTarget(
 }
 
 export function detectBackdoor(model: Module, clean: ImageSplit, options: DetectOptions = {}): DetectionResult {
+  // JavaScript callers: DetectOptions used to extend InversionOptions, which allowed these.
+  const method: unknown = options.method ?? 'pattern';
+  if (method !== 'pattern' && method !== 'mask') {
+    throw new TypeError(
+      `detectBackdoor: method must be 'pattern' or 'mask' (the size scan's inversion), not '${String(method)}'; the warp and signal scans run beside it (warpShift, signalAmplitude)`,
+    );
+  }
   const started = performance.now();
   const wanted = Math.min(options.scanImages ?? 500, clean.count);
   const scanSet = wanted < clean.count ? subset(clean, wanted / clean.count, { seed: options.seed ?? 0 }) : clean;
@@ -242,18 +283,28 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
     for (let label = 0; label < clean.numClasses; label++) {
       const classStart = performance.now();
       const trigger = invertTrigger(model, scanSet, label, {
-        ...options,
+        method,
         passes: options.scanPasses ?? DEFAULT_SCAN_PASSES,
+        batchSize: options.batchSize,
+        lr: options.lr,
+        cost: options.cost,
+        attackThreshold: options.attackThreshold,
+        patience: options.patience,
+        seed: options.seed,
+        precision: options.precision,
         // The scan is not the published inversion: it keeps every one of its few images, and
         // restarts from Δ's parts, which separated the target in 30 passes where the
         // published restart did not as clearly (README).
         dropLast: options.dropLast ?? false,
         restart: options.restart ?? 'difference',
-        onPass: undefined,
       });
-      const l1 = trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size;
-      const scan = { label, size: trigger.size, l1, attackAccuracy: trigger.attackAccuracy, found: trigger.found };
-      trigger.dispose();
+      let scan: Pick<ClassScan, 'label' | 'size' | 'l1' | 'attackAccuracy' | 'found'>;
+      try {
+        const l1 = trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size;
+        scan = { label, size: trigger.size, l1, attackAccuracy: trigger.attackAccuracy, found: trigger.found };
+      } finally {
+        trigger.dispose();
+      }
       let warp: WarpScan | null = null;
       if (warpShift > 0) {
         const fit = fitWarp(model, scanSet, label, {

@@ -1,5 +1,5 @@
-// What every inversion shares: the clean images in a seeded order per pass, and a model
-// frozen for the passes (eval mode, no parameter gradients).
+// What every inversion shares: a target check, the clean images in a seeded order per pass,
+// and a model frozen for the passes (eval mode, no parameter gradients).
 import { tensor } from '../../engine/creation.js';
 import { tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
@@ -7,6 +7,13 @@ import type { ImageSplit } from '../../data/dataset.js';
 import { toUnitRange } from '../../data/normalization.js';
 import { permutation } from '../../data/rng.js';
 import type { Module } from '../../nn/module.js';
+
+/** Throws unless `target` is one of the split's classes. */
+export function checkTarget(clean: ImageSplit, target: number): void {
+  if (!Number.isInteger(target) || target < 0 || target >= clean.numClasses) {
+    throw new RangeError(`target class ${target} is out of range for ${clean.numClasses} classes`);
+  }
+}
 
 /**
  * Batches of clean [0, 1] images in a seeded order per pass. With `dropLast` the last partial

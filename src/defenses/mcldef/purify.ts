@@ -15,6 +15,7 @@ import { Adam } from '../../engine/optim/adam.js';
 import { SGD } from '../../engine/optim/sgd.js';
 import { keep, tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
+import type { Trigger } from '../../attacks/trigger.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { normalize, toUnitRange } from '../../data/normalization.js';
 import { permutation } from '../../data/rng.js';
@@ -157,18 +158,22 @@ function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> 
 function cleanFeatures(model: Classifier, clean: ImageSplit, precision: Precision): Tensor {
   const wasTraining = model.training;
   model.eval();
-  const features = noGrad(() => {
-    const parts: Tensor[] = [];
-    for (const batch of cleanBatches(clean, 128)) {
-      parts.push(tidy(() => featuresAt(model, precision, batch)));
-      batch.dispose();
-    }
-    const all = keep(F.cat(parts, 0));
+  const parts: Tensor[] = [];
+  try {
+    return noGrad(() => {
+      for (const batch of cleanBatches(clean, 128)) {
+        try {
+          parts.push(tidy(() => featuresAt(model, precision, batch)));
+        } finally {
+          batch.dispose();
+        }
+      }
+      return keep(F.cat(parts, 0));
+    });
+  } finally {
     for (const part of parts) part.dispose();
-    return all;
-  });
-  model.train(wasTraining);
-  return features;
+    model.train(wasTraining);
+  }
 }
 
 /** Accuracy (%) of the model's head on `features` against `labels`. */
@@ -224,19 +229,15 @@ export function refitHead(
 }
 
 /**
- * What purification needs of a trigger. `indices` are the images' positions in the clean set,
- * for a trigger that stamps different images differently (the signal trigger's stripes): the
- * anchor and the frozen negative of one image must carry the same stamp.
+ * The frozen model's features of every clean image and of its stamped copy. The trigger gets
+ * the images' positions in the clean set (`indices`), so that a trigger that stamps images
+ * differently (a stack: image n gets pattern n mod K) stamps an image's anchor and its frozen
+ * negative alike.
  */
-export interface StampingTrigger {
-  apply(images: Tensor, indices?: Tensor): Tensor;
-}
-
-/** The frozen model's features of every clean image and of its stamped copy. */
 function frozenFeatures(
   model: Classifier,
   clean: ImageSplit,
-  trigger: StampingTrigger,
+  trigger: Trigger,
   batchSize: number,
   precision: Precision,
 ): { positive: Tensor; negative: Tensor } {
@@ -244,31 +245,38 @@ function frozenFeatures(
   model.eval();
   const positives: Tensor[] = [];
   const negatives: Tensor[] = [];
-  noGrad(() => {
-    for (let start = 0; start < clean.count; start += batchSize) {
-      const count = Math.min(batchSize, clean.count - start);
-      tidy(() => {
-        const images = toUnitRange(clean.images.narrow(0, start, count));
-        const indices = arange(start, start + count, 1, { dtype: 'int64' });
-        positives.push(keep(featuresAt(model, precision, normalize(images, clean.normalization))));
-        negatives.push(
-          keep(featuresAt(model, precision, normalize(trigger.apply(images, indices), clean.normalization))),
-        );
-      });
+  try {
+    noGrad(() => {
+      for (let start = 0; start < clean.count; start += batchSize) {
+        const count = Math.min(batchSize, clean.count - start);
+        tidy(() => {
+          const images = toUnitRange(clean.images.narrow(0, start, count));
+          const indices = arange(start, start + count, 1, { dtype: 'int64' });
+          positives.push(keep(featuresAt(model, precision, normalize(images, clean.normalization))));
+          negatives.push(
+            keep(featuresAt(model, precision, normalize(trigger.apply(images, indices), clean.normalization))),
+          );
+        });
+      }
+    });
+    const positive = keep(F.cat(positives, 0));
+    try {
+      return { positive, negative: keep(F.cat(negatives, 0)) };
+    } catch (error) {
+      positive.dispose();
+      throw error;
     }
-  });
-  model.train(wasTraining);
-  const positive = keep(F.cat(positives, 0));
-  const negative = keep(F.cat(negatives, 0));
-  for (const t of [...positives, ...negatives]) t.dispose();
-  return { positive, negative };
+  } finally {
+    for (const t of [...positives, ...negatives]) t.dispose();
+    model.train(wasTraining);
+  }
 }
 
 /** Purifies `model` in place with the clean data and an (inverted) trigger. */
 export function purify(
   model: Classifier,
   clean: ImageSplit,
-  trigger: StampingTrigger,
+  trigger: Trigger,
   options: PurifyOptions = {},
 ): PurifyResult {
   const started = performance.now();
@@ -283,120 +291,124 @@ export function purify(
   const precision = options.precision ?? 'float32';
   const dropLast = options.dropLast ?? true;
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
-  const guardTolerance = options.accuracyGuard;
-  // The frozen model's clean accuracy comes free from the positive features.
-  const accuracyBefore = guardTolerance === undefined ? 0 : headAccuracy(model, positive, clean.labels);
-  let guard: AccuracyGuardRecord | undefined;
-  const featureSeconds = (performance.now() - started) / 1000;
-  let monitorSeconds = 0;
-  const optimizer = new SGD(model.parameters(), {
-    lr: lrOf(0),
-    momentum: options.momentum ?? 0.9,
-    weightDecay: options.weightDecay ?? 1e-4,
-  });
-  const lrSchedule = new FunctionLR(optimizer, lrOf);
-  const records: PurifyEpoch[] = [];
-  let bestLoss = Infinity;
-  let flat = 0;
-  let stoppedEarly = false;
+  // The frozen features are freed and the model left in eval mode, whether training ends or throws.
   try {
-    for (let epoch = 0; epoch < epochs; epoch++) {
-      const epochStart = performance.now();
-      model.train();
-      const order = permutation(clean.count, ((options.seed ?? 0) * 31337 + epoch * 2654435761) >>> 0);
-      const cleanWeight = epoch >= cleanWeightFrom ? (options.cleanWeight ?? 0) : 0;
-      let lossSum = 0;
-      let seen = 0;
-      for (let start = 0; start < batchEnd(order.length, batchSize, dropLast); start += batchSize) {
-        const indices = order.subarray(start, Math.min(start + batchSize, order.length));
-        const loss = tidy(() => {
-          const index = tensor(indices, { dtype: 'int64' });
-          const images = toUnitRange(clean.images.indexSelect(0, index));
-          const anchor = featuresAt(model, precision, normalize(trigger.apply(images, index), clean.normalization));
-          let loss = contrastiveLoss(
-            anchor,
-            positive.indexSelect(0, index),
-            negative.indexSelect(0, index),
-            temperature,
-          );
-          const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
-          // Both clean terms share one forward pass of the clean images.
-          const cleanFeatures =
-            cleanWeight > 0 || cleanFeatureWeight > 0
-              ? featuresAt(model, precision, normalize(images, clean.normalization))
-              : null;
-          if (cleanWeight > 0) {
-            loss = loss.add(F.crossEntropy(model.classify(cleanFeatures!), labels!).mul(cleanWeight));
+    const guardTolerance = options.accuracyGuard;
+    // The frozen model's clean accuracy comes free from the positive features.
+    const accuracyBefore = guardTolerance === undefined ? 0 : headAccuracy(model, positive, clean.labels);
+    let guard: AccuracyGuardRecord | undefined;
+    const featureSeconds = (performance.now() - started) / 1000;
+    let monitorSeconds = 0;
+    const optimizer = new SGD(model.parameters(), {
+      lr: lrOf(0),
+      momentum: options.momentum ?? 0.9,
+      weightDecay: options.weightDecay ?? 1e-4,
+    });
+    const lrSchedule = new FunctionLR(optimizer, lrOf);
+    const records: PurifyEpoch[] = [];
+    let bestLoss = Infinity;
+    let flat = 0;
+    let stoppedEarly = false;
+    try {
+      for (let epoch = 0; epoch < epochs; epoch++) {
+        const epochStart = performance.now();
+        model.train();
+        const order = permutation(clean.count, ((options.seed ?? 0) * 31337 + epoch * 2654435761) >>> 0);
+        const cleanWeight = epoch >= cleanWeightFrom ? (options.cleanWeight ?? 0) : 0;
+        let lossSum = 0;
+        let seen = 0;
+        for (let start = 0; start < batchEnd(order.length, batchSize, dropLast); start += batchSize) {
+          const indices = order.subarray(start, Math.min(start + batchSize, order.length));
+          const loss = tidy(() => {
+            const index = tensor(indices, { dtype: 'int64' });
+            const images = toUnitRange(clean.images.indexSelect(0, index));
+            const anchor = featuresAt(model, precision, normalize(trigger.apply(images, index), clean.normalization));
+            let loss = contrastiveLoss(
+              anchor,
+              positive.indexSelect(0, index),
+              negative.indexSelect(0, index),
+              temperature,
+            );
+            const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
+            // Both clean terms share one forward pass of the clean images.
+            const cleanFeatures =
+              cleanWeight > 0 || cleanFeatureWeight > 0
+                ? featuresAt(model, precision, normalize(images, clean.normalization))
+                : null;
+            if (cleanWeight > 0) {
+              loss = loss.add(F.crossEntropy(model.classify(cleanFeatures!), labels!).mul(cleanWeight));
+            }
+            if (cleanFeatureWeight > 0) {
+              const similarity = F.cosineSimilarity(cleanFeatures!, positive.indexSelect(0, index), 1).mean();
+              loss = loss.add(similarity.neg().add(1).mul(cleanFeatureWeight));
+            }
+            if (stampedWeight > 0) {
+              loss = loss.add(F.crossEntropy(model.classify(anchor), labels!).mul(stampedWeight));
+            }
+            optimizer.zeroGrad();
+            loss.backward();
+            optimizer.step();
+            return loss.item();
+          });
+          if (!Number.isFinite(loss)) throw new Error(`purification diverged: loss ${loss} at epoch ${epoch}`);
+          lossSum += loss * indices.length;
+          seen += indices.length;
+        }
+        const record: PurifyEpoch = {
+          epoch,
+          lr: optimizer.paramGroups[0]!.lr,
+          loss: lossSum / seen,
+          seconds: (performance.now() - epochStart) / 1000,
+        };
+        lrSchedule.step();
+        if (options.monitor !== undefined) {
+          const monitorStart = performance.now();
+          Object.assign(record, options.monitor(model, epoch));
+          monitorSeconds += (performance.now() - monitorStart) / 1000;
+        }
+        records.push(record);
+        options.onEpoch?.(record);
+        if (options.earlyStopPatience !== undefined) {
+          if (record.loss < bestLoss * 0.99) {
+            bestLoss = record.loss;
+            flat = 0;
+          } else if (++flat >= options.earlyStopPatience) {
+            stoppedEarly = true;
+            break;
           }
-          if (cleanFeatureWeight > 0) {
-            const similarity = F.cosineSimilarity(cleanFeatures!, positive.indexSelect(0, index), 1).mean();
-            loss = loss.add(similarity.neg().add(1).mul(cleanFeatureWeight));
-          }
-          if (stampedWeight > 0) {
-            loss = loss.add(F.crossEntropy(model.classify(anchor), labels!).mul(stampedWeight));
-          }
-          optimizer.zeroGrad();
-          loss.backward();
-          optimizer.step();
-          return loss.item();
-        });
-        if (!Number.isFinite(loss)) throw new Error(`purification diverged: loss ${loss} at epoch ${epoch}`);
-        lossSum += loss * indices.length;
-        seen += indices.length;
-      }
-      const record: PurifyEpoch = {
-        epoch,
-        lr: optimizer.paramGroups[0]!.lr,
-        loss: lossSum / seen,
-        seconds: (performance.now() - epochStart) / 1000,
-      };
-      lrSchedule.step();
-      if (options.monitor !== undefined) {
-        const monitorStart = performance.now();
-        Object.assign(record, options.monitor(model, epoch));
-        monitorSeconds += (performance.now() - monitorStart) / 1000;
-      }
-      records.push(record);
-      options.onEpoch?.(record);
-      if (options.earlyStopPatience !== undefined) {
-        if (record.loss < bestLoss * 0.99) {
-          bestLoss = record.loss;
-          flat = 0;
-        } else if (++flat >= options.earlyStopPatience) {
-          stoppedEarly = true;
-          break;
         }
       }
-    }
-    if (options.recalibrateBatchNorm === true) {
-      recalibrateBatchNorm(model, cleanBatches(clean, 256));
-    }
-    if (guardTolerance !== undefined) {
-      // One feature pass serves both the measurement and, where the guard acts, the re-fit.
-      const features = cleanFeatures(model, clean, precision);
-      try {
-        const after = headAccuracy(model, features, clean.labels);
-        const acts = accuracyBefore - after > guardTolerance;
-        guard = { tolerance: guardTolerance, before: accuracyBefore, after, refitHead: acts };
-        if (acts || options.refitHead === true) fitHead(model, features, clean.labels, {});
-      } finally {
-        features.dispose();
+      if (options.recalibrateBatchNorm === true) {
+        recalibrateBatchNorm(model, cleanBatches(clean, 256));
       }
-    } else if (options.refitHead === true) {
-      refitHead(model, clean, { precision });
+      if (guardTolerance !== undefined) {
+        // One feature pass serves both the measurement and, where the guard acts, the re-fit.
+        const features = cleanFeatures(model, clean, precision);
+        try {
+          const after = headAccuracy(model, features, clean.labels);
+          const acts = accuracyBefore - after > guardTolerance;
+          guard = { tolerance: guardTolerance, before: accuracyBefore, after, refitHead: acts };
+          if (acts || options.refitHead === true) fitHead(model, features, clean.labels, {});
+        } finally {
+          features.dispose();
+        }
+      } else if (options.refitHead === true) {
+        refitHead(model, clean, { precision });
+      }
+    } finally {
+      optimizer.dispose();
     }
+    return {
+      epochs: records,
+      seconds: (performance.now() - started) / 1000,
+      featureSeconds,
+      monitorSeconds,
+      stoppedEarly,
+      ...(guard === undefined ? {} : { guard }),
+    };
   } finally {
-    optimizer.dispose();
     positive.dispose();
     negative.dispose();
     model.eval();
   }
-  return {
-    epochs: records,
-    seconds: (performance.now() - started) / 1000,
-    featureSeconds,
-    monitorSeconds,
-    stoppedEarly,
-    ...(guard === undefined ? {} : { guard }),
-  };
 }

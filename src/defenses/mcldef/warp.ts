@@ -5,7 +5,8 @@
 // A clean class cannot be reached by bending every image by under a pixel; a warping
 // backdoor's target can (measured on the WaNet model of `bench:attacks`: loss 0.00 and
 // 100 % reached for the target, 5–9 for the other classes). Detection compares the classes'
-// losses; the fitted warp is also the inverted trigger of such a backdoor (method 'warp').
+// losses; the fitted warp is also the inverted trigger of such a backdoor (method 'warp',
+// `invertWarp`).
 import { type Precision, atPrecision, noGrad } from '../../engine/autograd.js';
 import { full, linspace, tensor, zeros } from '../../engine/creation.js';
 import * as F from '../../engine/functional.js';
@@ -15,8 +16,8 @@ import { type Tensor, callOp } from '../../engine/tensor.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { normalize } from '../../data/normalization.js';
 import type { Module } from '../../nn/module.js';
-import type { InversionPass } from './invert.js';
-import { freezeForInversion, passBatches } from './passes.js';
+import { checkTarget, freezeForInversion, passBatches } from './passes.js';
+import { type InversionPass, type InvertedTrigger, PatternTrigger } from './trigger.js';
 
 export interface WarpOptions {
   /** Largest shift of a control point, in pixels (0.5: WaNet's strength 0.5 moves pixels by about as much). */
@@ -86,20 +87,23 @@ export function fitWarp(model: Module, images: ImageSplit, label: number, option
       let hits = 0;
       let seen = 0;
       for (const batch of passBatches(images, options.batchSize ?? 64, options.seed ?? 0, pass)) {
-        const [loss, correct] = tidy(() => {
-          const warped = warpImages(batch, identity.add(warpFlow(raw, shift, height, width)));
-          const logits = atPrecision(precision, normalize(warped, images.normalization), (x) => model.forward(x));
-          const loss = F.crossEntropy(logits, full([batch.size(0)], label, { dtype: 'int64' }));
-          optimizer.zeroGrad();
-          loss.backward();
-          optimizer.step();
-          return [loss.item(), logits.argmax(1).eq(label).sum().item()] as const;
-        });
-        if (!Number.isFinite(loss)) throw new Error(`warp inversion diverged: loss ${loss} for class ${label}`);
-        lossSum += loss * batch.size(0);
-        hits += correct;
-        seen += batch.size(0);
-        batch.dispose();
+        try {
+          const [loss, correct] = tidy(() => {
+            const warped = warpImages(batch, identity.add(warpFlow(raw, shift, height, width)));
+            const logits = atPrecision(precision, normalize(warped, images.normalization), (x) => model.forward(x));
+            const loss = F.crossEntropy(logits, full([batch.size(0)], label, { dtype: 'int64' }));
+            optimizer.zeroGrad();
+            loss.backward();
+            optimizer.step();
+            return [loss.item(), logits.argmax(1).eq(label).sum().item()] as const;
+          });
+          if (!Number.isFinite(loss)) throw new Error(`warp inversion diverged: loss ${loss} for class ${label}`);
+          lossSum += loss * batch.size(0);
+          hits += correct;
+          seen += batch.size(0);
+        } finally {
+          batch.dispose();
+        }
       }
       const record: InversionPass = {
         pass,
@@ -121,5 +125,79 @@ export function fitWarp(model: Module, images: ImageSplit, label: number, option
     raw.dispose();
     identity.dispose();
     unfreeze();
+  }
+}
+
+/** The warp inversion's settings (InversionOptions with method 'warp'). */
+export interface WarpInversionOptions {
+  /** Passes over the clean data (10). */
+  passes?: number;
+  /** Images per Adam step (64). */
+  batchSize?: number;
+  seed?: number;
+  precision?: Precision;
+  /** Attack accuracy the warp must reach to count as found (0.9). */
+  attackThreshold?: number;
+  /** The largest shift of a control point, in pixels (0.5). */
+  warpShift?: number;
+  /** Called after each pass. */
+  onPass?: (record: InversionPass) => void;
+}
+
+/** A warp trigger: resamples images through the fitted grid (1×H×W×2); `pattern` holds its shifts. */
+export class WarpTrigger extends PatternTrigger {
+  constructor(
+    target: number,
+    readonly grid: Tensor,
+    shifts: Tensor,
+    size: number,
+    attackAccuracy: number,
+    history: InversionPass[],
+    found: boolean,
+  ) {
+    super('warp', target, shifts, null, size, attackAccuracy, history, found);
+  }
+
+  override apply(images: Tensor): Tensor {
+    return warpImages(images, this.grid);
+  }
+
+  override dispose(): void {
+    this.grid.dispose();
+    super.dispose();
+  }
+}
+
+/** The 'warp' inversion: the universal warp fitted towards `target` (fitWarp). */
+export function invertWarp(
+  model: Module,
+  clean: ImageSplit,
+  target: number,
+  options: WarpInversionOptions = {},
+): InvertedTrigger {
+  checkTarget(clean, target);
+  const fit = fitWarp(model, clean, target, {
+    ...(options.passes === undefined ? {} : { passes: options.passes }),
+    ...(options.warpShift === undefined ? {} : { shift: options.warpShift }),
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.precision === undefined ? {} : { precision: options.precision }),
+    ...(options.onPass === undefined ? {} : { onPass: options.onPass }),
+  });
+  try {
+    const found = fit.attackAccuracy >= (options.attackThreshold ?? 0.9);
+    const { height, width } = clean;
+    // The displacement in pixels (2×H×W) for the report, and its largest length as the size.
+    const [displacement, size] = noGrad(() =>
+      tidy(() => {
+        const pixels = tensor([(width - 1) / 2, (height - 1) / 2], { shape: [1, 1, 1, 2] });
+        const shift = fit.grid.sub(identityGrid(height, width)).mul(pixels).squeeze(0).permute([2, 0, 1]).contiguous();
+        return [keep(shift), shift.pow(2).sum(0).sqrt().max().item()] as const;
+      }),
+    );
+    return new WarpTrigger(target, fit.grid, displacement, size, fit.attackAccuracy, fit.history, found);
+  } catch (error) {
+    fit.grid.dispose();
+    throw error;
   }
 }
