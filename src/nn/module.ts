@@ -9,6 +9,12 @@ import type { Device, MemoryFormat, Tensor } from '../engine/tensor.js';
 /** A state dict: dotted names to tensors, in registration order. */
 export type StateDict = Map<string, Tensor>;
 
+/**
+ * Called after a module's `forward` with its input and output (PyTorch's forward hook,
+ * without the option of replacing the output).
+ */
+export type ForwardHook = (module: Module, input: Tensor, output: Tensor) => void;
+
 export interface LoadResult {
   missingKeys: string[];
   unexpectedKeys: string[];
@@ -40,6 +46,11 @@ export class Module {
   readonly #parameters = new Map<string, Tensor | null>();
   readonly #buffers = new Map<string, { tensor: Tensor | null; persistent: boolean }>();
   readonly #modules = new Map<string, Module | null>();
+  // One object per registration, so the same function registered twice is two hooks.
+  readonly #forwardHooks: { hook: ForwardHook }[] = [];
+  /** The instance's own `forward` before hooks wrapped it (undefined: the class's). */
+  #unhooked: PropertyDescriptor | undefined;
+  #hooked: ((...args: [Tensor]) => Tensor) | undefined;
 
   /** Applies the module. Layers and models override this. */
   forward(input: Tensor): Tensor {
@@ -76,6 +87,53 @@ export class Module {
     if (this.#parameters.has(name) || this.#buffers.has(name) || this.#modules.has(name)) {
       throw new Error(`'${name}' is already registered on ${this.constructor.name}`);
     }
+  }
+
+  // ---- hooks --------------------------------------------------------------------
+
+  /**
+   * Calls `hook(module, input, output)` after every `forward` of this module, hooks in
+   * registration order, and returns the function that removes it (safe to call twice).
+   * The output belongs to the caller of `forward`, which may free it or change it in
+   * place afterwards (Sequential frees intermediates, blocks apply relu_): clone what you keep.
+   */
+  registerForwardHook(hook: ForwardHook): () => void {
+    const entry = { hook };
+    if (this.#forwardHooks.length === 0) this.#wrapForward();
+    this.#forwardHooks.push(entry);
+    return () => {
+      const index = this.#forwardHooks.indexOf(entry);
+      if (index === -1) return;
+      this.#forwardHooks.splice(index, 1);
+      if (this.#forwardHooks.length === 0) this.#unwrapForward();
+    };
+  }
+
+  // Models call their submodules' `forward` directly (no __call__ to intercept), so a
+  // hooked module gets an own `forward` that shadows the class's until the last hook goes.
+  #wrapForward(): void {
+    const own = Object.getOwnPropertyDescriptor(this, 'forward');
+    this.#unhooked = own;
+    const previous = own === undefined ? undefined : this.forward;
+    const hooked = (...args: [Tensor]): Tensor => {
+      // The class's forward looked up per call, so patches to the prototype still apply.
+      const inner = previous ?? (Object.getPrototypeOf(this) as Module).forward;
+      const output = inner.apply(this, args);
+      // A copy: hooks that remove themselves (or others) do not skip the next one.
+      for (const { hook } of [...this.#forwardHooks]) hook(this, args[0], output);
+      return output;
+    };
+    this.#hooked = hooked;
+    Object.defineProperty(this, 'forward', { value: hooked, configurable: true, writable: true, enumerable: false });
+  }
+
+  #unwrapForward(): void {
+    // Someone replaced `forward` after the hooks went in: theirs stays.
+    if (this.forward !== this.#hooked) return;
+    if (this.#unhooked === undefined) Reflect.deleteProperty(this, 'forward');
+    else Object.defineProperty(this, 'forward', this.#unhooked);
+    this.#unhooked = undefined;
+    this.#hooked = undefined;
   }
 
   // ---- traversal ------------------------------------------------------------------
