@@ -115,3 +115,12 @@ export function createModel(arch: string, options: ModelOptions): Classifier {
   }
   return info.create({ numClasses, inChannels });
 }
+
+export {
+  fittingArchs,
+  loadClassifier,
+  recordedArch,
+  type ArchSource,
+  type LoadClassifierOptions,
+  type LoadedClassifier,
+} from './load.js';
