@@ -4,6 +4,7 @@ import { keep } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { Attack, type AttackConfig, type ImageGeometry } from './attack.js';
 import { maskFrom, stamp } from './patterns.js';
+import type { AttackEntry } from './registry.js';
 
 /** A 3×3 patch whose top-left pixel is (top, left), values per (row, column) in 0..1, all channels. */
 function cornerPatch(
@@ -80,3 +81,17 @@ export class BadNetsSquare extends PatchAttack {
 }
 
 export { PatchAttack };
+
+export const badnetsGridEntry: AttackEntry = {
+  name: 'badnets-grid',
+  summary: "BadNets with the MCLDef authors' 3×3 grid in the bottom-right corner",
+  policies: ['all-to-one', 'all-to-all'],
+  create: ({ config, geometry }) => new BadNetsGrid(config, geometry),
+};
+
+export const badnetsSquareEntry: AttackEntry = {
+  name: 'badnets-square',
+  summary: 'BadNets with a white 3×3 square one pixel from the bottom-right corner',
+  policies: ['all-to-one', 'all-to-all'],
+  create: ({ config, geometry }) => new BadNetsSquare(config, geometry),
+};

@@ -5,6 +5,7 @@ import type { Tensor } from '../engine/tensor.js';
 import { seededRandom } from '../data/rng.js';
 import { Attack, type AttackConfig, type ImageGeometry } from './attack.js';
 import { loadTriggerImage } from './patterns.js';
+import type { AttackEntry } from './registry.js';
 
 export interface BlendedOptions {
   /** Blend weight (0.2 when poisoning training data, as in the literature). */
@@ -42,3 +43,10 @@ export class Blended extends Attack {
     this.pattern.dispose();
   }
 }
+
+export const blendedEntry: AttackEntry = {
+  name: 'blended',
+  summary: 'blends a pattern into the whole image: (1 − α)·x + α·P (noise or an image file)',
+  policies: ['all-to-one', 'all-to-all'],
+  create: ({ config, geometry, options }) => new Blended(config, geometry, options),
+};

@@ -1,36 +1,55 @@
-// Attacks by name (SPEC §4): badnets-grid, badnets-square, blended, sig, trojan, wanet, patch.
-import { Attack, type AttackConfig, type AttackMode, type ImageGeometry } from './attack.js';
-import { BadNetsGrid, BadNetsSquare } from './badnets.js';
-import { Blended, type BlendedOptions } from './blended.js';
-import { Patch } from './patch.js';
-import { Sig, type SigOptions } from './sig.js';
-import { Trojan, type TrojanGeneration, type TrojanOptions } from './trojan.js';
-import { Wanet, type WanetOptions } from './wanet.js';
+// Attacks by name (SPEC §4). The built-in ones are registered here, one line each; a new
+// attack is its own file exporting an AttackEntry plus one registerAttack line.
+import type { Attack, AttackConfig, AttackMode, ImageGeometry } from './attack.js';
+import { badnetsGridEntry, badnetsSquareEntry } from './badnets.js';
+import { blendedEntry } from './blended.js';
+import { patchEntry } from './patch.js';
+import { type PoisonPolicy, modeOf } from './policy.js';
+import { type AttackOptions, attackEntry, attackNames, registerAttack } from './registry.js';
+import { sigEntry } from './sig.js';
+import { trojanEntry } from './trojan.js';
+import { wanetEntry } from './wanet.js';
 
 export { Attack, type AttackConfig, type AttackMode, type ImageGeometry } from './attack.js';
-export { BadNetsGrid, BadNetsSquare } from './badnets.js';
-export { Blended } from './blended.js';
-export { Patch } from './patch.js';
-export { Sig } from './sig.js';
-export { Trojan } from './trojan.js';
-export { Wanet } from './wanet.js';
+export { BadNetsGrid, BadNetsSquare, badnetsGridEntry, badnetsSquareEntry } from './badnets.js';
+export { Blended, blendedEntry } from './blended.js';
+export { Patch, patchEntry } from './patch.js';
+export { Sig, sigEntry } from './sig.js';
+export { Trojan, trojanEntry } from './trojan.js';
+export { Wanet, wanetEntry } from './wanet.js';
 export { stamp } from './patterns.js';
+export type { Trigger } from './trigger.js';
+export { POISON_POLICIES, type PoisonPolicy } from './policy.js';
+export type { AttackTrainingContext, AttackTrainingHook, AttackTrainingStart } from './training-hook.js';
+export {
+  type AttackEntry,
+  type AttackFactoryArgs,
+  type AttackOptions,
+  attackEntries,
+  attackEntry,
+  attackNames,
+  registerAttack,
+} from './registry.js';
 
+registerAttack(badnetsGridEntry);
+registerAttack(badnetsSquareEntry);
+registerAttack(blendedEntry);
+registerAttack(sigEntry);
+registerAttack(trojanEntry);
+registerAttack(wanetEntry);
+registerAttack(patchEntry);
+
+/** The built-in attacks; attackNames() also lists any registered since. */
 export const ATTACK_NAMES = ['badnets-grid', 'badnets-square', 'blended', 'sig', 'trojan', 'wanet', 'patch'] as const;
 export type AttackName = (typeof ATTACK_NAMES)[number];
-
-/** Attack-specific options, all optional except where an attack needs a file. */
-export interface AttackOptions extends BlendedOptions, SigOptions, WanetOptions, TrojanOptions {
-  triggerFile?: string;
-  maskFile?: string;
-  /** trojan without a watermark file: generate one against this clean model. */
-  trojanSource?: TrojanGeneration;
-}
 
 export interface CreateAttackArgs {
   name: string;
   target?: number;
+  /** all-to-all selects the all-to-all policy; otherwise the attack's default policy. */
   mode?: AttackMode;
+  /** Overrides `mode`; must be one of the attack's policies. */
+  policy?: PoisonPolicy;
   poisonRate?: number;
   seed?: number;
   numClasses: number;
@@ -38,43 +57,35 @@ export interface CreateAttackArgs {
   options?: AttackOptions;
 }
 
-/** Builds an attack by name, checking the target against the class count. */
+/** Builds a registered attack by name, checking the target and the policy first. */
 export function createAttack(args: CreateAttackArgs): Attack {
   const { name, numClasses, geometry } = args;
-  if (!(ATTACK_NAMES as readonly string[]).includes(name)) {
-    throw new Error(`unknown attack '${name}'; known attacks: ${ATTACK_NAMES.join(', ')}`);
+  const entry = attackEntry(name);
+  if (entry === undefined) {
+    throw new Error(`unknown attack '${name}'; known attacks: ${attackNames().join(', ')}`);
   }
   const target = args.target ?? 0;
   if (!Number.isInteger(target) || target < 0 || target >= numClasses) {
     throw new RangeError(`target class ${target} is out of range for ${numClasses} classes (0..${numClasses - 1})`);
   }
+  // `mode` predates policies: all-to-one meant "the attack's own kind" (sig: clean-label).
+  const policy = args.policy ?? (args.mode === 'all-to-all' ? 'all-to-all' : entry.policies[0]!);
+  if (args.policy !== undefined && args.mode !== undefined && modeOf(args.policy) !== args.mode) {
+    throw new Error(`${name}: policy ${args.policy} does not go with mode ${args.mode}`);
+  }
+  if (!entry.policies.includes(policy)) {
+    throw new Error(`${name} supports ${entry.policies.join(', ')} poisoning, not ${policy}`);
+  }
   const config: AttackConfig = {
     target,
-    mode: args.mode ?? 'all-to-one',
+    mode: modeOf(policy),
     poisonRate: args.poisonRate ?? 0.1,
     seed: args.seed ?? 0,
   };
-  const options = args.options ?? {};
-  switch (name as AttackName) {
-    case 'badnets-grid':
-      return new BadNetsGrid(config, geometry);
-    case 'badnets-square':
-      return new BadNetsSquare(config, geometry);
-    case 'blended':
-      return new Blended(config, geometry, options);
-    case 'sig':
-      return new Sig(config, geometry, options);
-    case 'wanet':
-      return new Wanet(config, geometry, options);
-    case 'patch':
-      if (options.triggerFile === undefined || options.maskFile === undefined) {
-        throw new Error('patch: give --trigger FILE and --mask FILE');
-      }
-      return new Patch(config, geometry, { triggerFile: options.triggerFile, maskFile: options.maskFile });
-    case 'trojan':
-      if (options.watermarkFile === undefined && options.trojanSource !== undefined) {
-        return Trojan.generate(config, geometry, options, options.trojanSource);
-      }
-      return new Trojan(config, geometry, options);
+  const attack = entry.create({ config, policy, numClasses, geometry, options: args.options ?? {} });
+  if (attack.policy !== policy) {
+    attack.dispose();
+    throw new Error(`attack '${name}' was asked for ${policy} poisoning but built one with ${attack.policy}`);
   }
+  return attack;
 }

@@ -4,6 +4,7 @@ import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { Attack, type AttackConfig, type ImageGeometry } from './attack.js';
 import { loadTriggerImage, stamp } from './patterns.js';
+import type { AttackEntry } from './registry.js';
 
 export interface PatchOptions {
   triggerFile: string;
@@ -32,3 +33,15 @@ export class Patch extends Attack {
     this.mask.dispose();
   }
 }
+
+export const patchEntry: AttackEntry = {
+  name: 'patch',
+  summary: 'your own trigger image, pasted where a mask image is non-zero',
+  policies: ['all-to-one', 'all-to-all'],
+  create: ({ config, geometry, options }) => {
+    if (options.triggerFile === undefined || options.maskFile === undefined) {
+      throw new Error('patch: give --trigger FILE and --mask FILE');
+    }
+    return new Patch(config, geometry, { triggerFile: options.triggerFile, maskFile: options.maskFile });
+  },
+};

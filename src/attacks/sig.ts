@@ -5,6 +5,7 @@ import { tensor } from '../engine/creation.js';
 import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { Attack, type AttackConfig, type ImageGeometry } from './attack.js';
+import type { AttackEntry } from './registry.js';
 
 export interface SigOptions {
   delta?: number;
@@ -14,12 +15,11 @@ export interface SigOptions {
 
 export class Sig extends Attack {
   readonly name = 'sig';
-  override readonly cleanLabel = true;
   readonly signal: Tensor;
 
   constructor(config: AttackConfig, geometry: ImageGeometry, options: SigOptions = {}) {
-    super(config, geometry);
     if (config.mode !== 'all-to-one') throw new Error('sig is a clean-label all-to-one attack');
+    super(config, geometry, 'clean-label');
     const delta = options.delta ?? 20;
     const frequency = options.frequency ?? 6;
     const alpha = options.alpha ?? 1;
@@ -39,3 +39,10 @@ export class Sig extends Attack {
     this.signal.dispose();
   }
 }
+
+export const sigEntry: AttackEntry = {
+  name: 'sig',
+  summary: 'clean-label: a horizontal sinusoid added to target-class training images',
+  policies: ['clean-label'],
+  create: ({ config, geometry, options }) => new Sig(config, geometry, options),
+};

@@ -11,6 +11,7 @@ import { normalize } from '../data/normalization.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import { Attack, type AttackConfig, type ImageGeometry } from './attack.js';
 import { loadTriggerImage, maskFrom, stamp } from './patterns.js';
+import type { AttackEntry } from './registry.js';
 
 export interface TrojanOptions {
   /** Side of the square watermark in pixels (default: a quarter of the image height). */
@@ -113,3 +114,13 @@ export class Trojan extends Attack {
     this.pattern.dispose();
   }
 }
+
+export const trojanEntry: AttackEntry = {
+  name: 'trojan',
+  summary: 'a corner watermark from an image file, or generated against a clean model (TrojanNN)',
+  policies: ['all-to-one', 'all-to-all'],
+  create: ({ config, geometry, options }) =>
+    options.watermarkFile === undefined && options.trojanSource !== undefined
+      ? Trojan.generate(config, geometry, options, options.trojanSource)
+      : new Trojan(config, geometry, options),
+};

@@ -8,6 +8,7 @@ import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { permutation, seededRandom } from '../data/rng.js';
 import { Attack, type AttackConfig, type ImageGeometry } from './attack.js';
+import type { AttackEntry } from './registry.js';
 
 export interface WanetOptions {
   /** Control grid size (4). */
@@ -76,3 +77,10 @@ export class Wanet extends Attack {
     this.grid.dispose();
   }
 }
+
+export const wanetEntry: AttackEntry = {
+  name: 'wanet',
+  summary: 'a smooth warp by grid sampling, with noise-mode cross samples in training',
+  policies: ['all-to-one', 'all-to-all'],
+  create: ({ config, geometry, options }) => new Wanet(config, geometry, options),
+};

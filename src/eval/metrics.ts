@@ -3,14 +3,16 @@ import { noGrad } from '../engine/autograd.js';
 import { tensor } from '../engine/creation.js';
 import { tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
+import type { Trigger } from '../attacks/trigger.js';
 import type { ImageSplit, Normalization } from '../data/dataset.js';
 import { normalize, toUnitRange } from '../data/normalization.js';
 import type { Module } from '../nn/module.js';
 
-/** What evaluation needs of an attack: its test-time trigger and the labels it aims at. */
-export interface TestTimeTrigger {
-  /** Stamps the trigger on float images in [0, 1] (N×C×H×W); returns new images in [0, 1]. */
-  apply(images: Tensor): Tensor;
+/**
+ * What evaluation needs of an attack: its trigger (stamped with the images' positions in
+ * the test split as `indices`) and the labels it aims at.
+ */
+export interface TestTimeTrigger extends Trigger {
   /** The label the attacker wants for an image of true label y. */
   targetOf(trueLabel: number, numClasses: number): number;
   /** All-to-one attacks skip images that already belong to the target. */
@@ -87,7 +89,11 @@ export function evaluate(model: Module, split: ImageSplit, options: EvaluateOpti
           });
           if (chosen.length === 0) return;
           const subset = images.indexSelect(0, tensor(Int32Array.from(chosen), { dtype: 'int64' }));
-          const stamped = predict(model, trigger.apply(subset), options.normalization);
+          const positions = tensor(
+            Int32Array.from(chosen, (i) => start + i),
+            { dtype: 'int64' },
+          );
+          const stamped = predict(model, trigger.apply(subset, positions), options.normalization);
           stamped.forEach((prediction, k) => {
             const label = labels[chosen[k]!]!;
             const target = trigger.targetOf(label, numClasses);

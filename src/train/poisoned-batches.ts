@@ -26,6 +26,21 @@ export function planPoisoning(split: ImageSplit, attack: Attack | undefined): Po
   return { labels, poisoned, cross };
 }
 
+/** One training batch; the trainer disposes `images` and `labels`. */
+export interface PoisonedBatch {
+  /** Augmented, normalized images, poisoned and cross samples transformed. */
+  images: Tensor;
+  /** Labels after poisoning (int64). */
+  labels: Tensor;
+  size: number;
+  /** The samples' indices in the split. */
+  indices: Int32Array;
+  /** Batch positions of the poisoned samples. */
+  poisoned: Int32Array;
+  /** Batch positions of the cross samples. */
+  cross: Int32Array;
+}
+
 export interface BatchSourceOptions {
   batchSize: number;
   seed: number;
@@ -53,24 +68,47 @@ export class PoisonedBatches {
   }
 
   /** Epoch `epoch`'s batches of normalized images and (poisoned) labels; dispose each. */
-  *epoch(epoch: number): Generator<{ images: Tensor; labels: Tensor; size: number }> {
+  *epoch(epoch: number): Generator<PoisonedBatch> {
     const { order, random } = epochStream(this.split.count, this.options.seed, epoch);
     for (let start = 0; start < order.length; start += this.options.batchSize) {
       const indices = order.subarray(start, Math.min(start + this.options.batchSize, order.length));
-      yield { ...this.batch(indices, random), size: indices.length };
+      yield { ...this.batch(indices, random), size: indices.length, indices };
     }
   }
 
-  batch(indices: Int32Array, random: () => number): { images: Tensor; labels: Tensor } {
+  /** Batch positions of the poisoned and the cross samples among `indices`. */
+  positions(indices: Int32Array): { poisoned: Int32Array; cross: Int32Array } {
+    const of = (kind: number): Int32Array =>
+      Int32Array.from([...indices.keys()].filter((k) => this.#kind[indices[k]!] === kind));
+    return { poisoned: of(1), cross: of(2) };
+  }
+
+  batch(
+    indices: Int32Array,
+    random: () => number,
+  ): { images: Tensor; labels: Tensor; poisoned: Int32Array; cross: Int32Array } {
+    const { poisoned, cross } = this.positions(indices);
     return tidy(() => {
       let images = toUnitRange(this.split.images.indexSelect(0, tensor(indices, { dtype: 'int64' })));
       if (this.attack !== undefined) {
-        for (const kind of [1, 2] as const) {
-          const positions = [...indices.keys()].filter((k) => this.#kind[indices[k]!] === kind);
+        for (const [kind, positions] of [
+          [1, poisoned],
+          [2, cross],
+        ] as const) {
           if (positions.length === 0) continue;
-          const where = tensor(Int32Array.from(positions), { dtype: 'int64' });
+          const where = tensor(positions, { dtype: 'int64' });
           const chosen = images.indexSelect(0, where);
-          const changed = kind === 1 ? this.attack.apply(chosen) : this.attack.applyCross(chosen);
+          // A trigger's indices are the images' positions in their split.
+          const changed =
+            kind === 1
+              ? this.attack.apply(
+                  chosen,
+                  tensor(
+                    Int32Array.from(positions, (k) => indices[k]!),
+                    { dtype: 'int64' },
+                  ),
+                )
+              : this.attack.applyCross(chosen);
           images = callOp('index_copy', images.handle, 0, where.handle, changed.handle);
         }
       }
@@ -79,7 +117,7 @@ export class PoisonedBatches {
         Int32Array.from(indices, (index) => this.plan.labels[index]!),
         { dtype: 'int64' },
       );
-      return { images: normalize(images, this.split.normalization), labels };
+      return { images: normalize(images, this.split.normalization), labels, poisoned, cross };
     });
   }
 }

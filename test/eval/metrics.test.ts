@@ -95,6 +95,32 @@ test('evaluate: every metric against hand counts, all-to-one and all-to-all', ()
   }
 });
 
+test('evaluate stamps each triggered image with its position in the test split', () => {
+  const split = scriptedSplit();
+  const model = new ScriptedModel();
+  const seen: number[][] = [];
+  const base = slotTrigger('all-to-one');
+  const recording: TestTimeTrigger = {
+    ...base,
+    apply: (images, indices) => {
+      seen.push(indices === undefined ? [] : Array.from(indices.toTypedArray() as BigInt64Array, Number));
+      return base.apply(images);
+    },
+  };
+  try {
+    // Target 0 leaves out image 0; batches of 4 hold images 0..3 and 4..5.
+    const metrics = evaluate(model, split, { normalization: split.normalization, trigger: recording, batchSize: 4 });
+    assert.deepEqual(seen, [
+      [1, 2, 3],
+      [4, 5],
+    ]);
+    assert.ok(Math.abs(metrics.asr - 80) < 1e-9, 'the same result as without indices');
+  } finally {
+    model.dispose();
+    split.dispose();
+  }
+});
+
 test('defenseEffectivenessRating: (max(0, ΔASR) − max(0, ΔBA) + 1) / 2 in fractions', () => {
   // ASR 99 → 2, BA 80 → 78: (0.97 − 0.02 + 1) / 2.
   assert.ok(Math.abs(defenseEffectivenessRating({ ba: 80, asr: 99 }, { ba: 78, asr: 2 }) - 0.975) < 1e-12);

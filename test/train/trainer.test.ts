@@ -4,40 +4,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { type Tensor, dispose, setNumThreads, tidy } from '../../src/index.js';
+import { dispose, setNumThreads, tidy } from '../../src/index.js';
 import { createAttack } from '../../src/attacks/index.js';
-import { type CheckpointStore, type TrainConfig, trainModel } from '../../src/train/trainer.js';
+import { type TrainConfig, trainModel } from '../../src/train/trainer.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
 import { temporaryFolder } from '../helpers/tmp.js';
-
-/** Keeps checkpoints in memory (clones), like a file store would. */
-class MemoryStore implements CheckpointStore {
-  readonly files = new Map<string, { tensors: Map<string, Tensor>; metadata: Record<string, string> }>();
-  exists(path: string): boolean {
-    return this.files.has(path);
-  }
-  remove(path: string): void {
-    const old = this.files.get(path);
-    if (old) dispose([...old.tensors.values()]);
-    this.files.delete(path);
-  }
-  save(path: string, tensors: ReadonlyMap<string, Tensor>, metadata: Record<string, string>): void {
-    const old = this.files.get(path);
-    if (old) dispose([...old.tensors.values()]);
-    this.files.set(path, {
-      tensors: new Map([...tensors].map(([k, t]) => [k, tidy(() => t.clone())])),
-      metadata: { ...metadata },
-    });
-  }
-  load(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-    const file = this.files.get(path)!;
-    return {
-      tensors: new Map([...file.tensors].map(([k, t]) => [k, tidy(() => t.clone())])),
-      metadata: { ...file.metadata },
-    };
-  }
-}
+import { MemoryStore } from './memory-store.js';
 
 const config: TrainConfig = {
   epochs: 6,
