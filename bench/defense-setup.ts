@@ -1,13 +1,7 @@
 // What the defense benches share: the test split, the seeded 5 % clean subset of the training
 // split, the named attack's test-time trigger, and a loader of fresh copies of the model.
-import {
-  type AttackFlags,
-  type CommonFlags,
-  applyCommon,
-  buildAttack,
-  buildModel,
-  loadSplit,
-} from '../src/cli/common.js';
+import * as setup from '../src/pipeline/setup.js';
+import { type AttackFlags, type CommonFlags, applyCommon, buildAttack, loadSplit } from '../src/cli/common.js';
 import type { ImageSplit } from '../src/data/dataset.js';
 import { subset } from '../src/data/subset.js';
 import type { Attack } from '../src/attacks/index.js';
@@ -33,5 +27,5 @@ export function defenseSetup(
   train.dispose();
   const attack = buildAttack(flags, test, arch, test);
   if (attack === undefined) throw new Error('name an attack (--attack)');
-  return { test, clean, attack, load: () => buildModel(arch, clean, weights) };
+  return { test, clean, attack, load: () => setup.buildModel(arch, clean, weights).model };
 }

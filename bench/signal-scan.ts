@@ -2,9 +2,10 @@
 // signal scan of `mcldef detect` (signal.ts) alone, on each model: per class the best stripe's
 // loss, reach and MAD index (log(1 + loss)), and the class it would flag (index > 2, reach
 // ≥ 90 %). The scan images are detect's: 500 of the 5 % clean subset, both seeded by --seed.
+import * as setup from '../src/pipeline/setup.js';
 import { parseArgs } from 'node:util';
 
-import { applyCommon, buildModel, loadSplit } from '../src/cli/common.js';
+import { applyCommon, loadSplit } from '../src/cli/common.js';
 import { subset } from '../src/data/subset.js';
 import { chooseTarget, scanSignals, signalFlag } from '../src/defenses/mcldef/index.js';
 
@@ -28,7 +29,7 @@ train.dispose();
 const scanSet = subset(clean, Math.min(1, 500 / clean.count), { seed });
 const fmt = (list: readonly number[], digits: number): string => list.map((v) => v.toFixed(digits)).join(' ');
 for (const weights of positionals) {
-  const model = buildModel(values.arch, scanSet, weights);
+  const model = setup.buildModel(values.arch, scanSet, weights).model;
   const started = performance.now();
   const scans = scanSignals(model, scanSet, { amplitude: Number(values.amplitude) });
   const seconds = (performance.now() - started) / 1000;

@@ -38,11 +38,26 @@ if (!existsSync('/usr/include/jpeglib.h')) {
   );
 }
 
+// A CUDA build: link its CUDA libraries even though no symbol of theirs is named, since
+// loading them is what registers the CUDA device with libtorch.
+const cuda = existsSync(join(libDir, 'libtorch_cuda.so'))
+  ? ['-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed']
+  : [];
+// PyTorch wheels built with the pre-C++11 string ABI need the same ABI here
+// (LIBTORCH_CXX11_ABI=0; bench/device-check.sh reads it from torch).
+const abi = process.env.LIBTORCH_CXX11_ABI;
 const outputs = {
   include: includeDirs.join(' '),
-  libs: [`-L${libDir}`, '-ltorch', '-ltorch_cpu', '-lc10', ...(root ? [`-Wl,-rpath,${libDir}`] : []), '-ljpeg'].join(
-    ' ',
-  ),
+  defines: abi === '0' || abi === '1' ? `_GLIBCXX_USE_CXX11_ABI=${abi}` : '',
+  libs: [
+    `-L${libDir}`,
+    '-ltorch',
+    '-ltorch_cpu',
+    '-lc10',
+    ...cuda,
+    ...(root ? [`-Wl,-rpath,${libDir}`] : []),
+    '-ljpeg',
+  ].join(' '),
 };
 if (!(what in outputs)) fail(`torch-config.mjs: unknown query '${what}'`);
 process.stdout.write(outputs[what]);

@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 
 import { manualSeed, setNumThreads } from '../engine/autograd.js';
 import { useDevice } from '../engine/device.js';
-import { type Attack, type AttackMode, ATTACK_NAMES } from '../attacks/index.js';
+import { type Attack, type AttackMode, attackNames } from '../attacks/index.js';
 import type { ImageSplit } from '../data/dataset.js';
 import { writeFileAtomic } from '../io/checkpoint.js';
 import { modelNames } from '../nn/models/index.js';
@@ -59,12 +59,19 @@ export function addCommonOptions(command: Command): Command {
         "options from a YAML or JSON file (keys: long flag names, e.g. 'clean-ratio: 0.05'; a report.json's options repeat its run); flags on the command line win",
       ),
     )
-    .addOption(new Option('--quiet', 'no progress output (bars, scan and epoch lines); results and errors still print'));
+    .addOption(
+      new Option('--quiet', 'no progress output (bars, scan and epoch lines); results and errors still print'),
+    );
 }
 
 export function addModelOptions(command: Command, weightsRequired: boolean): Command {
   return command
-    .addOption(new Option('--arch <name>', `architecture: ${modelNames().join(', ')}`).default('wrn-16-1'))
+    .addOption(
+      new Option(
+        '--arch <name>',
+        `architecture: ${modelNames().join(', ')} (default: the one recorded in --weights, else the one its keys fit; wrn-16-1 without weights)`,
+      ),
+    )
     .addOption(
       weightsRequired
         ? new Option('--weights <file>', 'model weights (.pth, .pth.tar, .pt or .safetensors)')
@@ -80,7 +87,13 @@ export function addModelOptions(command: Command, weightsRequired: boolean): Com
 
 export function addAttackOptions(command: Command): Command {
   return command
-    .addOption(new Option('--attack <name>', `attack: ${ATTACK_NAMES.join(', ')}`))
+    .addOption(
+      new Option('--attack <name>', `attack: ${attackNames().join(', ')}`).argParser((name: string) => {
+        if (!attackNames().includes(name))
+          throw new InvalidArgumentError(`unknown attack '${name}'; known attacks: ${attackNames().join(', ')}`);
+        return name;
+      }),
+    )
     .addOption(new Option('--target <k>', 'target class (all-to-one)').default(0).argParser(integer('--target', 0)))
     .addOption(
       new Option('--mode <mode>', 'all-to-one or all-to-all')
@@ -150,7 +163,16 @@ export function loadSplit(spec: string, split: 'train' | 'test', flags: CommonFl
   return setup.loadSplit(spec, split, flags.cacheDir);
 }
 
-export const buildModel = setup.buildModel;
+/**
+ * The model the flags name: --arch, or the checkpoint's recorded architecture, or the zoo model
+ * its keys fit; libtorch's generator is seeded again after (see setup.buildModel).
+ */
+export function buildModel(
+  flags: { arch?: string; weights?: string; seed: number },
+  split: ImageSplit,
+): { model: Classifier; arch: string } {
+  return setup.buildModel(flags.arch, split, flags.weights, flags.seed);
+}
 
 /** The attack the flags name (undefined when none), checked against the data. */
 export function buildAttack(

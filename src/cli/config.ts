@@ -14,7 +14,9 @@ export function readConfig(path: string): Record<string, unknown> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new UsageError(`config ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    throw new UsageError(
+      `config ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
+    );
   }
   let value: unknown;
   try {
@@ -67,7 +69,9 @@ export function applyConfig(command: Command, path: string): void {
       (candidate) => candidate.long === `--${key}` || (candidate.negate && candidate.long === `--no-${key}`),
     );
     if (option === undefined || NOT_CONFIGURABLE.has(key)) {
-      throw new UsageError(`config ${path}: unknown key '${key}' for mcldef ${command.name()} (see mcldef ${command.name()} --help)`);
+      throw new UsageError(
+        `config ${path}: unknown key '${key}' for mcldef ${command.name()} (see mcldef ${command.name()} --help)`,
+      );
     }
     const name = option.attributeName();
     if (command.getOptionValueSource(name) === 'cli') continue;

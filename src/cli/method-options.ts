@@ -3,7 +3,13 @@
 // boolean that defaults to true becomes `--no-<name>`.
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
-import { type OptionSpec, type OptionSpecs, type OptionValue, kebabCase, parseOptionValue } from '../defenses/options.js';
+import {
+  type OptionSpec,
+  type OptionSpecs,
+  type OptionValue,
+  kebabCase,
+  parseOptionValue,
+} from '../defenses/options.js';
 
 function optionFor(name: string, spec: OptionSpec): Option {
   const flag = kebabCase(name);

@@ -60,5 +60,9 @@ export function buildProgram(argv: readonly string[]): Command {
 
 /** Runs the CLI on argv (node, script, args...). */
 export async function runCli(argv: readonly string[]): Promise<void> {
-  await runAction(() => buildProgram(argv).parseAsync([...argv]).then(() => undefined));
+  await runAction(() =>
+    buildProgram(argv)
+      .parseAsync([...argv])
+      .then(() => undefined),
+  );
 }

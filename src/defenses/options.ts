@@ -14,9 +14,14 @@ interface SpecBase {
 
 export type OptionSpec = SpecBase &
   (
-    | { readonly type: 'number'; readonly default?: number; readonly min?: number; readonly max?: number;
+    | {
+        readonly type: 'number';
+        readonly default?: number;
+        readonly min?: number;
+        readonly max?: number;
         /** Also accept the word 'off' (kept as the string 'off'). */
-        readonly offWord?: boolean }
+        readonly offWord?: boolean;
+      }
     | { readonly type: 'integer'; readonly default?: number; readonly min?: number; readonly max?: number }
     | { readonly type: 'choice'; readonly choices: readonly string[]; readonly default?: string }
     | { readonly type: 'string'; readonly default?: string }
@@ -98,7 +103,11 @@ export function parseOptionValue(spec: OptionSpec, raw: unknown, label: string):
  * The values with every unknown name refused and every given value checked; specs with a
  * default fill in what is absent.
  */
-export function resolveOptions(specs: OptionSpecs, given: Readonly<Record<string, unknown>>, owner: string): Record<string, OptionValue | undefined> {
+export function resolveOptions(
+  specs: OptionSpecs,
+  given: Readonly<Record<string, unknown>>,
+  owner: string,
+): Record<string, OptionValue | undefined> {
   const resolved: Record<string, OptionValue | undefined> = {};
   for (const name of Object.keys(given)) {
     if (!(name in specs)) {

@@ -108,7 +108,10 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   const seed = args.seed ?? 0;
   const log = args.log ?? (() => {});
   const { model, clean, test, attack } = args;
-  if (args.target !== undefined && !(Number.isInteger(args.target) && args.target >= 0 && args.target < clean.numClasses)) {
+  if (
+    args.target !== undefined &&
+    !(Number.isInteger(args.target) && args.target >= 0 && args.target < clean.numClasses)
+  ) {
     throw new RangeError(`target class ${args.target} is out of range for ${clean.numClasses} classes`);
   }
   let evaluationSeconds = 0;
@@ -172,9 +175,10 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   const hasAttack = attack !== undefined;
   const empty: ReportMetrics = { ba: NaN, asr: null, ra: null, asr_no_trigger: null };
   const { report: methodReport } = outcome;
+  const { total: defenseSeconds, ...stages } = methodReport.seconds;
   const seconds = {
-    ...methodReport.seconds,
-    defense: methodReport.seconds.total ?? 0,
+    ...stages,
+    defense: defenseSeconds ?? 0,
     evaluation: evaluationSeconds,
     total: (performance.now() - started) / 1000,
   };

@@ -90,7 +90,10 @@ export function tensor(
     shape = options.shape ?? dims;
     bytes = typedArrayOf(dtype, values);
   }
-  return finish(new Tensor(native.fromBuffer(bytes, shape, dtypeCode[dtype], options.device ?? getDefaultDevice())), options);
+  return finish(
+    new Tensor(native.fromBuffer(bytes, shape, dtypeCode[dtype], options.device ?? getDefaultDevice())),
+    options,
+  );
 }
 
 /** A 0-d tensor holding one number. */

@@ -36,7 +36,8 @@ export function resolveDevice(choice?: string): Device {
     );
   }
   const index = match[1] === undefined ? 0 : Number(match[1]);
-  if (index >= count) throw new DeviceError(`device '${choice}': only ${count} CUDA device(s) (cuda:0..cuda:${count - 1})`);
+  if (index >= count)
+    throw new DeviceError(`device '${choice}': only ${count} CUDA device(s) (cuda:0..cuda:${count - 1})`);
   return choice;
 }
 

@@ -18,7 +18,8 @@ export interface DefendCheckpointOptions {
   weights: string;
   /** KIND:PATH, e.g. cifar10:./data. */
   data: string;
-  arch: string;
+  /** Default: the architecture recorded in the checkpoint, else the zoo model its keys fit. */
+  arch?: string;
   /** A registered defense (default 'mcldef'). */
   method?: string;
   /** The method's options by camelCase name (unset: its defaults). */
@@ -68,7 +69,7 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
   const test = loadSplit(options.data, 'test', options.cacheDir);
   const clean = subset(train, options.cleanRatio ?? 0.05, { seed });
   train.dispose();
-  const model = buildModel(options.arch, clean, options.weights);
+  const { model, arch } = buildModel(options.arch, clean, options.weights, seed);
   let attack;
   try {
     attack =
@@ -89,12 +90,29 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
               ...(options.trojanModel === undefined ? {} : { trojanModel: options.trojanModel }),
             },
             test,
-            options.arch,
+            arch,
           );
     const told = options.target !== undefined && options.detect !== true ? options.target : undefined;
+    // Every option that shapes the run, defaults included, under its flag name: a config file
+    // made of them repeats the run even after a default changes.
+    const resolved = {
+      ...options,
+      arch,
+      method,
+      device,
+      seed,
+      cleanRatio: options.cleanRatio ?? 0.05,
+      monitor: options.monitor ?? 500,
+      ...(options.attack === undefined
+        ? {}
+        : { mode: options.mode ?? 'all-to-one', poisonRate: options.poisonRate ?? 0.1 }),
+    };
     const record: Record<string, OptionValue> = {};
-    for (const [name, value] of Object.entries({ ...options, method, device })) {
-      if (!NOT_RECORDED.has(name) && (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean'))
+    for (const [name, value] of Object.entries(resolved)) {
+      if (
+        !NOT_RECORDED.has(name) &&
+        (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean')
+      )
         record[kebabCase(name)] = value;
     }
     for (const [name, value] of Object.entries(methodValues)) if (value !== undefined) record[kebabCase(name)] = value;
@@ -117,8 +135,9 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
       ...(options.log === undefined ? {} : { log: options.log }),
       ...(options.progress === undefined ? {} : { progress: options.progress }),
     });
+    const { total: _total, ...stages } = result.report.seconds;
     result.report.seconds = {
-      ...result.report.seconds,
+      ...stages,
       load: loadSeconds,
       total: (performance.now() - started) / 1000,
     };

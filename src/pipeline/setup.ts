@@ -1,24 +1,59 @@
 // Setting up a run from names and paths: the data splits, a model with its weights, the
 // attack whose ASR is measured. The CLI and the library's file-level functions share these,
 // so both build exactly the same objects in the same order.
+import { manualSeed } from '../engine/autograd.js';
 import { tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import { type Attack, type AttackMode, createAttack } from '../attacks/index.js';
 import type { ImageSplit } from '../data/dataset.js';
 import { loadDataset } from '../data/load.js';
-import { loadWeights } from '../io/index.js';
-import { createModel } from '../nn/models/index.js';
+import { createModel, loadClassifier, recordedArch, fittingArchs, modelNames } from '../nn/models/index.js';
+import { readWeights } from '../io/index.js';
 import type { Classifier } from '../nn/models/classifier.js';
 
 export function loadSplit(spec: string, split: 'train' | 'test', cacheDir?: string): ImageSplit {
   return loadDataset(spec, split, cacheDir === undefined ? {} : { cacheDir });
 }
 
-/** A model of `arch` shaped for the split's images and classes, with `weights` loaded if given. */
-export function buildModel(arch: string, split: ImageSplit, weights?: string): Classifier {
-  const model = createModel(arch, { numClasses: split.numClasses, inChannels: split.channels });
-  if (weights !== undefined) loadWeights(model, weights);
-  return model;
+/** The architecture when none is given: the one recorded in the checkpoint, else the zoo model its keys fit. */
+export function resolveArch(arch: string | undefined, split: ImageSplit, weights?: string): string {
+  if (arch !== undefined) {
+    if (!modelNames().includes(arch)) throw new Error(`unknown architecture '${arch}'; known: ${modelNames().join(', ')}`);
+    return arch;
+  }
+  if (weights === undefined) return 'wrn-16-1';
+  const recorded = recordedArch(weights);
+  if (recorded !== undefined && modelNames().includes(recorded)) return recorded;
+  const checkpoint = readWeights(weights);
+  try {
+    const fitting = fittingArchs(checkpoint.stateDict, { numClasses: split.numClasses, inChannels: split.channels });
+    if (fitting.length === 1) return fitting[0]!;
+  } finally {
+    for (const tensor of checkpoint.stateDict.values()) tensor.dispose();
+  }
+  // loadClassifier says why no architecture can be told.
+  return loadClassifier({ weights, numClasses: split.numClasses, inChannels: split.channels }).arch;
+}
+
+/**
+ * A model shaped for the split's images and classes, with `weights` loaded if given; `arch`
+ * unset: the checkpoint's recorded architecture, else the zoo model its keys fit (a file that
+ * fits no model, or not the given one, is a one-line error naming the keys and the model it
+ * fits). Telling the architecture builds zoo models, which draws from libtorch's generator, so
+ * with `seed` the generator is seeded again afterwards: the run is the same with --arch or
+ * without.
+ */
+export function buildModel(
+  arch: string | undefined,
+  split: ImageSplit,
+  weights?: string,
+  seed?: number,
+): { model: Classifier; arch: string } {
+  const resolved = resolveArch(arch, split, weights);
+  if (seed !== undefined) manualSeed(seed);
+  const options = { numClasses: split.numClasses, inChannels: split.channels };
+  if (weights === undefined) return { model: createModel(resolved, options), arch: resolved };
+  return { model: loadClassifier({ weights, arch: resolved, ...options }).model, arch: resolved };
 }
 
 /** An attack by name with its settings (the CLI's attack flags). */
@@ -62,7 +97,7 @@ export function buildAttack(spec: AttackSpec, split: ImageSplit, arch: string, t
       throw new Error('trojan needs --trojan-watermark FILE, or --trojan-model FILE (clean weights) to generate one');
     }
     trojanSource = {
-      model: buildModel(arch, split, spec.trojanModel),
+      model: buildModel(arch, split, spec.trojanModel).model,
       images: trojanImages(test),
       normalization: split.normalization,
     };

@@ -8,7 +8,10 @@ import { writeFileAtomic } from '../io/checkpoint.js';
 import { reportHtml } from './html.js';
 
 /** Writes the report files into `folder` (made if missing); returns the HTML report's path. */
-export async function writeReportFiles(folder: string, result: Pick<DefendResult, 'report' | 'figure'>): Promise<string> {
+export async function writeReportFiles(
+  folder: string,
+  result: Pick<DefendResult, 'report' | 'figure'>,
+): Promise<string> {
   mkdirSync(folder, { recursive: true });
   const { report, figure } = result;
   if (figure !== undefined) writeFileAtomic(join(folder, figure.name), [figure.png]);

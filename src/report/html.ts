@@ -9,7 +9,17 @@ import type { DefendReport } from '../defenses/pipeline.js';
 /** What the report reads: a defense run's report (src/defenses/pipeline.ts). */
 export type DefenseReport = Pick<
   DefendReport,
-  'method' | 'model' | 'data' | 'attack' | 'target' | 'detected_target' | 'before' | 'after' | 'der' | 'seconds' | 'epochs'
+  | 'method'
+  | 'model'
+  | 'data'
+  | 'attack'
+  | 'target'
+  | 'detected_target'
+  | 'before'
+  | 'after'
+  | 'der'
+  | 'seconds'
+  | 'epochs'
 > & {
   changed?: boolean;
   reason?: string;

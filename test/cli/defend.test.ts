@@ -2,39 +2,20 @@
 // the purified weights, the trigger PNG and a self-contained report.html.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { PNG } from 'pngjs';
 import { hasNativeBfloat16 } from '../../src/engine/autograd.js';
 import { temporaryFolder } from '../helpers/tmp.js';
+import { tinyImageFolder } from '../helpers/tiny-data.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 
 function mcldef(args: string[]): { status: number | null; stdout: string; stderr: string; args: string[] } {
   const result = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8' });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr, args };
-}
-
-function tinyImageFolder(): string {
-  const root = temporaryFolder('mcldef-defend-');
-  let state = 7;
-  const noise = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) % 40) - 20;
-  for (const split of ['train', 'test']) {
-    for (const [label, level] of [
-      ['a', 60],
-      ['b', 120],
-      ['c', 190],
-    ] as const) {
-      mkdirSync(join(root, split, label), { recursive: true });
-      for (let i = 0; i < 40; i++) {
-        const body = Buffer.alloc(8 * 8 * 3, 0).map(() => level + noise());
-        writeFileSync(join(root, split, label, `${i}.ppm`), Buffer.concat([Buffer.from('P6 8 8 255\n'), body]));
-      }
-    }
-  }
-  return root;
 }
 
 test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html; detect scans every class', () => {
@@ -90,7 +71,7 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   ]);
   assert.equal(defended.status, 0, defended.stderr);
   type Report = Record<string, unknown> & {
-    before: { ba: number };
+    before: { ba: number; asr: number };
     after: { ba: number; asr: number };
     epochs: { ba: number | null; loss: number }[];
     seconds: Record<string, number>;
@@ -108,8 +89,11 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     report.trigger.history.map((pass) => pass.pass),
     [0, 1, 2],
   );
-  for (const key of ['inversion', 'purification', 'evaluation', 'load', 'total'])
-    assert.ok(report.seconds[key]! >= 0, `seconds.${key}`);
+  // The stages add up: the total covers loading, evaluation and the defense, which covers
+  // the inversion and purification.
+  const s = report.seconds;
+  assert.ok(s.total! >= s.load! + s.evaluation! + s.defense! - 1e-6, JSON.stringify(s));
+  assert.ok(s.defense! >= s.inversion! + s.purification! - 1e-6, JSON.stringify(s));
   // --seed seeds everything (the inversion's start, purification): the same command repeats.
   const again = mcldef(defended.args);
   assert.equal(again.status, 0, again.stderr);
@@ -119,7 +103,11 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     repeated.epochs.map((e) => e.loss),
     report.epochs.map((e) => e.loss),
   );
-  assert.equal(typeof report.epochs[0]!.ba, 'number');
+  // The chart's BA is measured on the 30 monitor images: a multiple of 1/30.
+  for (const e of report.epochs) {
+    const correct = (e.ba! * 30) / 100;
+    assert.ok(Math.abs(correct - Math.round(correct)) < 1e-6, `monitor BA ${e.ba} is not k/30`);
+  }
   assert.ok(existsSync(out));
   const reportDir = join(folder, 'purified-report');
   const png = PNG.sync.read(readFileSync(join(reportDir, 'trigger.png')));
@@ -131,7 +119,7 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   // The default precision is 'auto': bfloat16 purification where the CPU has it natively.
   const autoPrecision = hasNativeBfloat16() ? { precision: 'bfloat16' } : {};
   assert.deepEqual(
-    report.options,
+    report.changes_from_published,
     { epochs: 2, accuracy_guard: 4, ...autoPrecision },
     'only the settings that differ from the published ones',
   );
@@ -160,7 +148,7 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   assert.equal(refit.status, 0, refit.stderr);
   const refitReport = JSON.parse(refit.stdout) as Report;
   assert.equal(refitReport.accuracy_guard, undefined, '--accuracy-guard off');
-  assert.deepEqual(refitReport.options, {
+  assert.deepEqual(refitReport.changes_from_published, {
     epochs: 2,
     refit_head: true,
     precision: 'bfloat16',
@@ -183,10 +171,13 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   ]);
   assert.equal(detected.status, 0, detected.stderr);
   const scan = JSON.parse(detected.stdout) as {
-    classes: { label: number; anomalyIndex: number }[];
+    classes: { label: number; size: number; anomalyIndex: number }[];
     detected_target: number | null;
   };
-  assert.equal(scan.classes.length, 3);
+  assert.deepEqual(
+    scan.classes.map((c) => c.label),
+    [0, 1, 2],
+  );
   // --detect: --target names the attack (for ASR) but the defense must find it itself.
   const blind = mcldef([
     ...defended.args.map((a) => (a === out ? join(folder, 'blind.safetensors') : a)),
@@ -200,8 +191,13 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     before: { asr: number };
     detection: { classes: { label: number; size: number; l1: number; anomalyIndex: number }[]; median: number };
   };
-  assert.equal(typeof blindReport.before.asr, 'number');
-  assert.ok('detected_target' in blindReport);
+  assert.equal(blindReport.before.asr, report.before.asr, 'the same model under the same attack');
+  // defend's scan is detect's: the same options give the same sizes and the same decision.
+  assert.equal(blindReport.detected_target, scan.detected_target);
+  assert.deepEqual(
+    blindReport.detection.classes.map((c) => c.size),
+    scan.classes.map((c) => c.size),
+  );
   // The scan's statistics travel with the defend report, whether or not a class was flagged.
   assert.deepEqual(
     blindReport.detection.classes.map((c) => c.label),
@@ -211,38 +207,4 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     // Δ ∈ [−1, 1] with pruned entries under 1/255: its L1 lies between size/255 and 3·size.
     assert.ok(c.l1 >= c.size / 255 && c.l1 <= 3 * c.size, `class ${c.label}: L1 ${c.l1}, size ${c.size}`);
   }
-});
-
-test("defend's presets: 'auto' precision, inversion patience, 12 epochs, the accuracy guard and (warp triggers) the clean-feature term by default; float32, no patience, 20 epochs, no guard, no term when published", async () => {
-  const { inversionPatience, purificationPrecision, DEFAULT_INVERSION_PATIENCE } =
-    await import('../../src/cli/commands/defend.js');
-  const auto = hasNativeBfloat16() ? 'bfloat16' : 'float32';
-  assert.equal(purificationPrecision({ preset: 'default' }), auto);
-  assert.equal(purificationPrecision({ preset: 'published' }), 'float32');
-  assert.equal(purificationPrecision({ preset: 'published', precision: 'bfloat16' }), 'bfloat16', 'a flag wins');
-  assert.equal(purificationPrecision({ preset: 'default', precision: 'float32' }), 'float32');
-  assert.equal(inversionPatience({ preset: 'default' }), DEFAULT_INVERSION_PATIENCE);
-  assert.equal(inversionPatience({ preset: 'published' }), undefined);
-  assert.equal(inversionPatience({ preset: 'published', inversionPatience: 5 }), 5);
-  const { purificationEpochs, DEFAULT_PURIFICATION_EPOCHS } = await import('../../src/cli/commands/defend.js');
-  assert.equal(DEFAULT_PURIFICATION_EPOCHS, 12);
-  assert.equal(purificationEpochs({ preset: 'default' }), 12);
-  assert.equal(purificationEpochs({ preset: 'published' }), 20, 'the published 20 epochs');
-  assert.equal(purificationEpochs({ preset: 'published', epochs: 5 }), 5, 'a flag wins');
-  assert.equal(purificationEpochs({ preset: 'default', epochs: 20 }), 20);
-  const { cleanFeatureWeight, DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT } =
-    await import('../../src/cli/commands/defend.js');
-  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'warp'), DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT);
-  assert.equal(DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT, 1);
-  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'signal'), 1, 'a signal trigger too');
-  assert.equal(cleanFeatureWeight({ preset: 'published' }, 'signal'), 0);
-  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'pattern'), 0, 'pattern triggers keep the published loss');
-  assert.equal(cleanFeatureWeight({ preset: 'published' }, 'warp'), 0);
-  assert.equal(cleanFeatureWeight({ preset: 'default', cleanFeatureWeight: 0 }, 'warp'), 0, 'a flag wins');
-  assert.equal(cleanFeatureWeight({ preset: 'published', cleanFeatureWeight: 2 }, 'pattern'), 2);
-  const { accuracyGuard, DEFAULT_ACCURACY_GUARD } = await import('../../src/cli/commands/defend.js');
-  assert.equal(accuracyGuard({ preset: 'default' }), DEFAULT_ACCURACY_GUARD);
-  assert.equal(accuracyGuard({ preset: 'published' }), undefined);
-  assert.equal(accuracyGuard({ preset: 'default', accuracyGuard: 'off' }), undefined);
-  assert.equal(accuracyGuard({ preset: 'published', accuracyGuard: 2 }), 2, 'a flag wins');
 });

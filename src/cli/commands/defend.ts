@@ -27,7 +27,7 @@ import { requireOptions } from '../config.js';
 import { addSpecOptions, specValues } from '../method-options.js';
 
 interface DefendFlags extends CommonFlags, AttackFlags {
-  arch: string;
+  arch?: string;
   weights: string;
   data: string;
   method: string;
@@ -48,7 +48,9 @@ export function defendCommand(method = 'mcldef'): Command {
   addModelOptions(command, true);
   addAttackOptions(command);
   command
-    .addOption(new Option('--method <name>', 'defense (mcldef list shows them)').choices(defenseNames()).default('mcldef'))
+    .addOption(
+      new Option('--method <name>', 'defense (mcldef list shows them)').choices(defenseNames()).default('mcldef'),
+    )
     .addOption(
       new Option('--clean-ratio <r>', 'fraction of the training split the defender holds (seeded by --seed)')
         .default(0.05)
@@ -67,7 +69,10 @@ export function defendCommand(method = 'mcldef'): Command {
     )
     .addOption(new Option('--out <file>', 'defended weights (.safetensors or .pth)'))
     .addOption(
-      new Option('--report-dir <dir>', 'where report.json, report.html and the figure go (default: OUT-report/, or mcldef-report/)'),
+      new Option(
+        '--report-dir <dir>',
+        'where report.json, report.html and the figure go (default: OUT-report/, or mcldef-report/)',
+      ),
     );
   addCommonOptions(command);
   if (defenseNames().includes(method)) {
@@ -91,7 +96,7 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
   const { model, report, figure } = await defendCheckpoint({
     weights: flags.weights,
     data: flags.data,
-    arch: flags.arch,
+    ...(flags.arch === undefined ? {} : { arch: flags.arch }),
     method: flags.method,
     methodOptions: specValues(entry.options, flags as unknown as Record<string, unknown>),
     cleanRatio: flags.cleanRatio,
@@ -128,7 +133,11 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
         .join(', ')}`,
     );
     if (flags.out !== undefined) {
-      saveWeights(flags.out, model, { arch: flags.arch, defense: flags.method, target: report.target });
+      saveWeights(flags.out, model, {
+        arch: String(report.options.arch),
+        defense: flags.method,
+        target: report.target,
+      });
       say(flags, `saved ${flags.out}${report.changed ? '' : ' (unchanged)'}`);
     }
     const reportDir =

@@ -22,7 +22,7 @@ import { addSpecOptions, specValues } from '../method-options.js';
 import { Option } from 'commander';
 
 interface DetectFlags extends CommonFlags {
-  arch: string;
+  arch?: string;
   weights: string;
   data: string;
   cleanRatio: number;
@@ -49,7 +49,7 @@ function runDetect(flags: DetectFlags): void {
   const train = loadSplit(flags.data, 'train', flags);
   const clean = subset(train, flags.cleanRatio, { seed: flags.seed });
   train.dispose();
-  const model = buildModel(flags.arch, clean, flags.weights);
+  const { model } = buildModel(flags, clean);
   try {
     say(flags, `scanning ${clean.numClasses} classes with ${Math.min(500, clean.count)} clean images…`);
     const options = mcldefOptions(specValues(MCLDEF_OPTIONS, flags as unknown as Record<string, unknown>));

@@ -18,7 +18,7 @@ import {
 } from '../common.js';
 
 interface EvalFlags extends CommonFlags, AttackFlags {
-  arch: string;
+  arch?: string;
   weights: string;
   data: string;
 }
@@ -36,8 +36,8 @@ export function evalCommand(): Command {
 function runEval(flags: EvalFlags): void {
   applyCommon(flags);
   const testSplit = loadSplit(flags.data, 'test', flags);
-  const attack = buildAttack(flags, testSplit, flags.arch);
-  const model = buildModel(flags.arch, testSplit, flags.weights);
+  const { model, arch } = buildModel(flags, testSplit);
+  const attack = buildAttack(flags, testSplit, arch);
   const started = performance.now();
   const metrics = evaluate(model, testSplit, {
     normalization: testSplit.normalization,

@@ -27,7 +27,7 @@ import {
 } from '../common.js';
 
 interface TrainFlags extends CommonFlags, AttackFlags {
-  arch: string;
+  arch?: string;
   weights?: string;
   data: string;
   epochs: number;
@@ -79,13 +79,13 @@ function train(flags: TrainFlags): void {
     mkdirSync(dirname(flags.out), { recursive: true });
   const trainSplit = loadSplit(flags.data, 'train', flags);
   const testSplit = loadSplit(flags.data, 'test', flags);
-  const model = buildModel(flags.arch, trainSplit, flags.weights);
-  const attack = buildAttack(flags, trainSplit, flags.arch, testSplit);
+  const { model, arch } = buildModel(flags, trainSplit);
+  const attack = buildAttack(flags, trainSplit, arch, testSplit);
   const checkpoint = flags.checkpoint ?? `${flags.out}.ckpt.safetensors`;
   const metrics = flags.metrics ?? `${flags.out}.metrics.jsonl`;
   say(
     flags,
-    `training ${flags.arch} on ${trainSplit.source}: ${trainSplit.count} images, ${flags.epochs} epochs${attack ? `, attack ${attack.name} (${attack.mode}, target ${flags.target}, rate ${flags.poisonRate})` : ''}`,
+    `training ${arch} on ${trainSplit.source}: ${trainSplit.count} images, ${flags.epochs} epochs${attack ? `, attack ${attack.name} (${attack.mode}, target ${flags.target}, rate ${flags.poisonRate})` : ''}`,
   );
   const bar = progressBar(
     flags,
@@ -137,7 +137,7 @@ function train(flags: TrainFlags): void {
     },
   });
   if (result.resumedFrom > 0) say(flags, `(resumed after epoch ${result.resumedFrom} from ${checkpoint})`);
-  saveWeights(flags.out, model.stateDict(), { arch: flags.arch });
+  saveWeights(flags.out, model.stateDict(), { arch });
   const final = evaluate(model, testSplit, {
     normalization: testSplit.normalization,
     ...(attack === undefined ? {} : { trigger: attack }),
@@ -147,7 +147,7 @@ function train(flags: TrainFlags): void {
     `saved ${flags.out}: BA ${final.ba.toFixed(2)}%${attack ? `, ASR ${final.asr.toFixed(2)}%` : ''} in ${result.seconds.toFixed(0)} s`,
   );
   writeJson(flags.json, {
-    arch: flags.arch,
+    arch,
     data: flags.data,
     attack: attack?.name ?? null,
     target: attack === undefined ? null : flags.target,

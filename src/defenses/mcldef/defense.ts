@@ -165,7 +165,12 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     group: 'scan',
     help: 'batch size of the scan, the inversion and purification',
   },
-  temperature: { type: 'number', min: 1e-6, default: PUBLISHED_PURIFICATION.temperature, help: 'contrastive temperature τ' },
+  temperature: {
+    type: 'number',
+    min: 1e-6,
+    default: PUBLISHED_PURIFICATION.temperature,
+    help: 'contrastive temperature τ',
+  },
   cleanWeight: {
     type: 'number',
     min: 0,
@@ -275,7 +280,9 @@ export function cleanFeatureWeight(
 }
 
 export function purificationEpochs(options: Pick<McldefOptions, 'preset' | 'epochs'>): number {
-  return options.epochs ?? (options.preset === 'published' ? PUBLISHED_PURIFICATION.epochs : DEFAULT_PURIFICATION_EPOCHS);
+  return (
+    options.epochs ?? (options.preset === 'published' ? PUBLISHED_PURIFICATION.epochs : DEFAULT_PURIFICATION_EPOCHS)
+  );
 }
 
 export function inversionPatience(options: Pick<McldefOptions, 'preset' | 'inversionPatience'>): number | undefined {
