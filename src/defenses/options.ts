@@ -120,3 +120,13 @@ export function resolveOptions(
   }
   return resolved;
 }
+
+/** The values with the specs' defaults filled in; names with neither a value nor a default are left out. */
+export function withDefaults(specs: OptionSpecs, values: OptionValues): Record<string, OptionValue> {
+  const filled: Record<string, OptionValue> = {};
+  for (const [name, spec] of Object.entries(specs)) {
+    const value = values[name] ?? spec.default;
+    if (value !== undefined) filled[name] = value;
+  }
+  return filled;
+}

@@ -11,7 +11,7 @@ import { kebabCase, type OptionValue, resolveOptions } from '../defenses/options
 import { type DefendResult, defend } from '../defenses/pipeline.js';
 import type { ProgressEvent } from '../defenses/defense.js';
 import { defenseEntry } from '../defenses/registry.js';
-import { buildAttack, buildModel, loadSplit } from './setup.js';
+import { attackSettings, buildAttack, buildModel, loadSplit } from './setup.js';
 
 export interface DefendCheckpointOptions {
   /** The suspicious model's weights (.pth, .pth.tar, .pt, .safetensors). */
@@ -77,17 +77,10 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
         ? undefined
         : buildAttack(
             {
+              ...attackSettings(options),
               attack: options.attack,
               target: options.target ?? 0,
               attackSeed: options.attackSeed ?? seed,
-              ...(options.mode === undefined ? {} : { mode: options.mode }),
-              ...(options.poisonRate === undefined ? {} : { poisonRate: options.poisonRate }),
-              ...(options.alpha === undefined ? {} : { alpha: options.alpha }),
-              ...(options.pattern === undefined ? {} : { pattern: options.pattern }),
-              ...(options.trigger === undefined ? {} : { trigger: options.trigger }),
-              ...(options.mask === undefined ? {} : { mask: options.mask }),
-              ...(options.trojanWatermark === undefined ? {} : { trojanWatermark: options.trojanWatermark }),
-              ...(options.trojanModel === undefined ? {} : { trojanModel: options.trojanModel }),
             },
             test,
             arch,

@@ -18,7 +18,8 @@ export function loadSplit(spec: string, split: 'train' | 'test', cacheDir?: stri
 /** The architecture when none is given: the one recorded in the checkpoint, else the zoo model its keys fit. */
 export function resolveArch(arch: string | undefined, split: ImageSplit, weights?: string): string {
   if (arch !== undefined) {
-    if (!modelNames().includes(arch)) throw new Error(`unknown architecture '${arch}'; known: ${modelNames().join(', ')}`);
+    if (!modelNames().includes(arch))
+      throw new Error(`unknown architecture '${arch}'; known: ${modelNames().join(', ')}`);
     return arch;
   }
   if (weights === undefined) return 'wrn-16-1';
@@ -54,6 +55,27 @@ export function buildModel(
   const options = { numClasses: split.numClasses, inChannels: split.channels };
   if (weights === undefined) return { model: createModel(resolved, options), arch: resolved };
   return { model: loadClassifier({ weights, arch: resolved, ...options }).model, arch: resolved };
+}
+
+/** The settings of an attack besides its name and target (AttackSpec's optional fields, as the CLI's flags). */
+export const ATTACK_SETTINGS = [
+  'mode',
+  'poisonRate',
+  'alpha',
+  'pattern',
+  'trigger',
+  'mask',
+  'trojanWatermark',
+  'trojanModel',
+] as const;
+
+/** The attack settings that `source` defines. */
+export function attackSettings(
+  source: Partial<Record<(typeof ATTACK_SETTINGS)[number], unknown>>,
+): Partial<AttackSpec> {
+  const settings: Record<string, unknown> = {};
+  for (const name of ATTACK_SETTINGS) if (source[name] !== undefined) settings[name] = source[name];
+  return settings as Partial<AttackSpec>;
 }
 
 /** An attack by name with its settings (the CLI's attack flags). */

@@ -244,3 +244,18 @@ test("the library example gives the CLI's report for the same options", () => {
   assert.deepEqual(fromExample, fromCli);
   assert.ok(existsSync(join(folder, 'example-report', 'report.html')));
 });
+
+test('the in-memory library example runs detection and purification and measures what it reports', () => {
+  const run = node([
+    '--conditions=source',
+    '--import',
+    'tsx',
+    'examples/defend-in-memory.ts',
+    ...['--weights', backdoored, '--data', `imagefolder:${data}`, '--clean-ratio', '0.5'],
+    ...['--scan-passes', '2', '--epochs', '1', '--cache-dir', cache],
+  ]);
+  assert.equal(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as { arch: string; after: number; measured_again: number; changed: boolean };
+  assert.equal(result.arch, 'wrn-16-1', 'the architecture recorded by mcldef train');
+  assert.equal(result.measured_again, result.after, "the report's BA is the returned model's");
+});

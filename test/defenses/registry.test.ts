@@ -35,6 +35,7 @@ import {
   accuracyGuard,
   cleanFeatureWeight,
   inversionPatience,
+  mcldefOptions,
   purificationEpochs,
   purificationPrecision,
 } from '../../src/defenses/mcldef/defense.js';
@@ -42,7 +43,11 @@ import { temporaryFolder } from '../helpers/tmp.js';
 import { tinyImageFolder } from '../helpers/tiny-data.js';
 
 /** What the test defense saw, checked after the run. */
-const seen: { clean: number; heldOut: number; heldOutAccuracy: number[] } = { clean: 0, heldOut: 0, heldOutAccuracy: [] };
+const seen: { clean: number; heldOut: number; heldOutAccuracy: number[] } = {
+  clean: 0,
+  heldOut: 0,
+  heldOutAccuracy: [],
+};
 
 /**
  * Fine-tuning on the clean data, keeping the epoch whose held-out accuracy is best: a real
@@ -238,6 +243,27 @@ test("MCLDef's presets: 'auto' precision, inversion patience, 12 epochs, the acc
   assert.equal(accuracyGuard({ preset: 'published' }), undefined);
   assert.equal(accuracyGuard({ preset: 'default', accuracyGuard: 'off' }), undefined);
   assert.equal(accuracyGuard({ preset: 'published', accuracyGuard: 2 }), 2, 'an option wins');
+  // The typed options: the specs' defaults, the preset-decided ones left unset.
+  assert.deepEqual(mcldefOptions({}), {
+    preset: 'default',
+    scanPasses: 30,
+    anomalyScale: 'log',
+    maxSizeFraction: 0.5,
+    warpShift: 0.5,
+    warpPasses: 10,
+    signalAmplitude: 20,
+    inversionPrecision: 'float32',
+    batchSize: 64,
+    temperature: 0.5,
+    cleanWeight: 0,
+    cleanWeightFrom: 0,
+    stampedWeight: 0,
+    refitHead: false,
+    recalibrateBn: false,
+    dropLast: true,
+  });
+  assert.equal(mcldefOptions({ epochs: 3, accuracyGuard: 'off' }).epochs, 3);
+  assert.equal(accuracyGuard(mcldefOptions({ accuracyGuard: 'off' })), undefined);
 });
 
 test('defend() frees what it made: the live tensor count returns to where it started', async () => {

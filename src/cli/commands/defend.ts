@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { defenseEntry, defenseNames } from '../../defenses/registry.js';
 import { saveWeights } from '../../io/index.js';
 import { defendCheckpoint } from '../../pipeline/defend-checkpoint.js';
+import { attackSettings } from '../../pipeline/setup.js';
 import { writeReportFiles } from '../../report/files.js';
 import {
   type AttackFlags,
@@ -106,14 +107,7 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
       ? {}
       : {
           attack: flags.attack,
-          mode: flags.mode,
-          poisonRate: flags.poisonRate,
-          ...(flags.alpha === undefined ? {} : { alpha: flags.alpha }),
-          ...(flags.pattern === undefined ? {} : { pattern: flags.pattern }),
-          ...(flags.trigger === undefined ? {} : { trigger: flags.trigger }),
-          ...(flags.mask === undefined ? {} : { mask: flags.mask }),
-          ...(flags.trojanWatermark === undefined ? {} : { trojanWatermark: flags.trojanWatermark }),
-          ...(flags.trojanModel === undefined ? {} : { trojanModel: flags.trojanModel }),
+          ...attackSettings(flags),
           ...(flags.attackSeed === undefined ? {} : { attackSeed: flags.attackSeed }),
         }),
     monitor: flags.monitor,

@@ -182,5 +182,6 @@ function defendArgs(flags: DemoFlags, weights: string): string[] {
     ...(flags.cacheDir === undefined ? [] : ['--cache-dir', flags.cacheDir]),
     ...(flags.device === undefined ? [] : ['--device', flags.device]),
     ...(flags.quiet === true ? ['--quiet'] : []),
+    ...(flags.json === undefined ? [] : ['--json', flags.json]),
   ];
 }

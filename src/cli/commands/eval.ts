@@ -16,6 +16,7 @@ import {
   runAction,
   writeJson,
 } from '../common.js';
+import { requireOptions } from '../config.js';
 
 interface EvalFlags extends CommonFlags, AttackFlags {
   arch?: string;
@@ -30,6 +31,7 @@ export function evalCommand(): Command {
   addModelOptions(command, true);
   addAttackOptions(command);
   addCommonOptions(command);
+  requireOptions(command, ['--weights', '--data']);
   return command.action((flags: EvalFlags) => runAction(() => runEval(flags)));
 }
 

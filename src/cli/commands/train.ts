@@ -4,6 +4,8 @@ import { dirname } from 'node:path';
 
 import { Command, Option } from 'commander';
 
+import { requireOptions } from '../config.js';
+
 import { evaluate } from '../../eval/metrics.js';
 import { saveWeights, safetensorsStore } from '../../io/index.js';
 import { type ScheduleName, trainModel } from '../../train/trainer.js';
@@ -62,12 +64,13 @@ export function trainCommand(): Command {
         .default('cosine'),
     )
     .addOption(new Option('--no-augment', 'no random crop (padding 4) and horizontal flip'))
-    .addOption(new Option('--out <file>', 'weights to write (.safetensors or .pth)').makeOptionMandatory())
+    .addOption(new Option('--out <file>', 'weights to write (.safetensors or .pth)'))
     .addOption(new Option('--metrics <file>', 'per-epoch metrics as JSON lines (default: OUT.metrics.jsonl)'))
     .addOption(
       new Option('--checkpoint <file>', 'resume checkpoint, written every epoch (default: OUT.ckpt.safetensors)'),
     );
   addCommonOptions(command);
+  requireOptions(command, ['--data', '--out']);
   return command.action((flags: TrainFlags) => runAction(() => train(flags)));
 }
 

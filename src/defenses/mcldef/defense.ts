@@ -7,7 +7,7 @@ import type { ImageSplit } from '../../data/dataset.js';
 import type { Classifier } from '../../nn/models/classifier.js';
 import { triggerPng } from '../../report/trigger-image.js';
 import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from '../defense.js';
-import type { OptionSpecs, OptionValues } from '../options.js';
+import { type OptionSpecs, type OptionValues, withDefaults } from '../options.js';
 import {
   type AnomalyScale,
   DEFAULT_ANOMALY_SCALE,
@@ -222,37 +222,13 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
   },
 };
 
-/** Typed options from checked values (unset ones stay unset: the preset decides). */
+/**
+ * Typed options from checked values: the specs' defaults fill in what is unset; options without
+ * a default stay unset (the preset decides). MCLDEF_OPTIONS and McldefOptions name the same
+ * fields (test/defenses/registry.test.ts checks the defaults).
+ */
 export function mcldefOptions(values: OptionValues): McldefOptions {
-  const get = <T>(name: string): T => values[name] as T;
-  const fallback = <T>(name: string): T => (values[name] ?? MCLDEF_OPTIONS[name]!.default) as T;
-  const optional = <T>(name: string): { [key: string]: T } =>
-    values[name] === undefined ? {} : { [name]: values[name] as T };
-  return {
-    preset: fallback<McldefPreset>('preset'),
-    ...optional<InversionMethod>('inversion'),
-    ...optional<number>('passes'),
-    scanPasses: fallback('scanPasses'),
-    anomalyScale: fallback('anomalyScale'),
-    maxSizeFraction: fallback('maxSizeFraction'),
-    warpShift: fallback('warpShift'),
-    warpPasses: fallback('warpPasses'),
-    signalAmplitude: fallback('signalAmplitude'),
-    inversionPrecision: fallback('inversionPrecision'),
-    ...optional<number>('inversionPatience'),
-    ...optional<number>('epochs'),
-    batchSize: fallback('batchSize'),
-    temperature: fallback('temperature'),
-    cleanWeight: fallback('cleanWeight'),
-    cleanWeightFrom: fallback('cleanWeightFrom'),
-    stampedWeight: fallback('stampedWeight'),
-    ...optional<number>('cleanFeatureWeight'),
-    ...optional<PrecisionChoice>('precision'),
-    refitHead: get<boolean | undefined>('refitHead') ?? false,
-    ...optional<number | 'off'>('accuracyGuard'),
-    recalibrateBn: get<boolean | undefined>('recalibrateBn') ?? false,
-    dropLast: fallback('dropLast'),
-  } as McldefOptions;
+  return withDefaults(MCLDEF_OPTIONS, values) as unknown as McldefOptions;
 }
 
 /** Purification precision for this CPU: the option, or the preset's ('auto'; published: float32). */
