@@ -135,17 +135,11 @@ export interface CommonFlags {
   quiet?: boolean;
 }
 
-export interface AttackFlags {
+export interface AttackFlags extends setup.AttackSettings {
   attack?: string;
   target: number;
   mode: AttackMode;
   poisonRate: number;
-  alpha?: number;
-  pattern?: string;
-  trigger?: string;
-  mask?: string;
-  trojanWatermark?: string;
-  trojanModel?: string;
   attackSeed?: number;
 }
 

@@ -4,16 +4,15 @@
 // same report.
 import { manualSeed, setNumThreads } from '../engine/autograd.js';
 import { useDevice } from '../engine/device.js';
-import type { AttackMode } from '../attacks/attack.js';
 import { parseDataSpec } from '../data/load.js';
 import { subset } from '../data/subset.js';
 import { kebabCase, type OptionValue, resolveOptions } from '../defenses/options.js';
 import { type DefendResult, defend } from '../defenses/pipeline.js';
 import type { ProgressEvent } from '../defenses/defense.js';
 import { defenseEntry } from '../defenses/registry.js';
-import { attackSettings, buildAttack, buildModel, loadSplit } from './setup.js';
+import { type AttackSettings, attackSettings, buildAttack, buildModel, loadSplit } from './setup.js';
 
-export interface DefendCheckpointOptions {
+export interface DefendCheckpointOptions extends AttackSettings {
   /** The suspicious model's weights (.pth, .pth.tar, .pt, .safetensors). */
   weights: string;
   /** KIND:PATH, e.g. cifar10:./data. */
@@ -32,14 +31,6 @@ export interface DefendCheckpointOptions {
   detect?: boolean;
   /** The attack whose ASR is measured (never shown to the defense), and its settings. */
   attack?: string;
-  mode?: AttackMode;
-  poisonRate?: number;
-  alpha?: number;
-  pattern?: string;
-  trigger?: string;
-  mask?: string;
-  trojanWatermark?: string;
-  trojanModel?: string;
   attackSeed?: number;
   /** Test images for the report's per-epoch chart (default 500; 0: none). */
   monitor?: number;

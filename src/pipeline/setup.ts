@@ -57,7 +57,7 @@ export function buildModel(
   return { model: loadClassifier({ weights, arch: resolved, ...options }).model, arch: resolved };
 }
 
-/** The settings of an attack besides its name and target (AttackSpec's optional fields, as the CLI's flags). */
+/** The names of AttackSettings' fields. */
 export const ATTACK_SETTINGS = [
   'mode',
   'poisonRate',
@@ -70,18 +70,14 @@ export const ATTACK_SETTINGS = [
 ] as const;
 
 /** The attack settings that `source` defines. */
-export function attackSettings(
-  source: Partial<Record<(typeof ATTACK_SETTINGS)[number], unknown>>,
-): Partial<AttackSpec> {
+export function attackSettings(source: AttackSettings): AttackSettings {
   const settings: Record<string, unknown> = {};
   for (const name of ATTACK_SETTINGS) if (source[name] !== undefined) settings[name] = source[name];
-  return settings as Partial<AttackSpec>;
+  return settings as AttackSettings;
 }
 
-/** An attack by name with its settings (the CLI's attack flags). */
-export interface AttackSpec {
-  attack: string;
-  target: number;
+/** An attack's settings besides its name, target and seed (the CLI's attack flags). */
+export interface AttackSettings {
   mode?: AttackMode;
   poisonRate?: number;
   /** blended: blend weight; sig: signal scale. */
@@ -94,6 +90,12 @@ export interface AttackSpec {
   /** trojan: the watermark image, or clean weights to generate it against. */
   trojanWatermark?: string;
   trojanModel?: string;
+}
+
+/** An attack by name with its settings. */
+export interface AttackSpec extends AttackSettings {
+  attack: string;
+  target: number;
   /** Seed of the trigger and of the poisoned-sample choice. */
   attackSeed: number;
 }

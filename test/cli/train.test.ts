@@ -2,39 +2,20 @@
 // and resuming after SIGINT or SIGKILL with the same final weights as an uninterrupted run.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { temporaryFolder } from '../helpers/tmp.js';
+import { tinyImageFolder } from '../helpers/tiny-data.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
-
-/** root/{train,test}/{a,b}/N.ppm: class a dark, class b bright, with a little noise. */
-function tinyImageFolder(): string {
-  const root = temporaryFolder('mcldef-cli-');
-  let state = 1;
-  const noise = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) % 40) - 20;
-  for (const split of ['train', 'test']) {
-    for (const [label, level] of [
-      ['a', 70],
-      ['b', 180],
-    ] as const) {
-      mkdirSync(join(root, split, label), { recursive: true });
-      for (let i = 0; i < 24; i++) {
-        const body = Buffer.alloc(8 * 8 * 3, 0).map(() => level + noise());
-        writeFileSync(join(root, split, label, `${i}.ppm`), Buffer.concat([Buffer.from('P6 8 8 255\n'), body]));
-      }
-    }
-  }
-  return root;
-}
 
 function mcldef(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8' });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-const data = tinyImageFolder();
+const data = tinyImageFolder({ levels: [70, 180], count: 24, seed: 1 });
 const cache = temporaryFolder('mcldef-cli-cache-');
 const trainArgs = (out: string): string[] => [
   'train',
