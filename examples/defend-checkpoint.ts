@@ -22,6 +22,7 @@ const { values } = parseArgs({
     epochs: { type: 'string' },
     'clean-ratio': { type: 'string', default: '0.05' },
     'cache-dir': { type: 'string' },
+    threads: { type: 'string' },
   },
 });
 if (values.weights === undefined || values.data === undefined) {
@@ -43,6 +44,7 @@ const { model, report, figure } = await defendCheckpoint({
     ...(values.epochs === undefined ? {} : { epochs: Number(values.epochs) }),
   },
   ...(values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] }),
+  ...(values.threads === undefined ? {} : { threads: Number(values.threads) }), // default: every core
   log: (line) => console.error(line),
 });
 io.saveWeights(values.out, model, { arch: values.arch, defense: report.method, target: report.target });

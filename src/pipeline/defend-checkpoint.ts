@@ -2,6 +2,8 @@
 // model, take the defender's clean subset, build the attack whose ASR is measured, run a
 // registered defense. Given the same options, the CLI and a script calling this produce the
 // same report.
+import { availableParallelism } from 'node:os';
+
 import { manualSeed, setNumThreads } from '../engine/autograd.js';
 import { useDevice } from '../engine/device.js';
 import { parseDataSpec } from '../data/load.js';
@@ -35,6 +37,7 @@ export interface DefendCheckpointOptions extends AttackSettings {
   /** Test images for the report's per-epoch chart (default 500; 0: none). */
   monitor?: number;
   seed?: number;
+  /** CPU threads for libtorch (default: every core, as the CLI). */
   threads?: number;
   /** 'cpu', 'cuda', 'cuda:N'; default: CUDA where the libtorch in use has it. */
   device?: string;
@@ -52,7 +55,10 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
   const method = options.method ?? 'mcldef';
   const entry = defenseEntry(method);
   const methodValues = resolveOptions(entry.options, options.methodOptions ?? {}, `defense '${method}'`);
-  if (options.threads !== undefined) setNumThreads(options.threads);
+  // The CLI's default, so that a script and the command compute alike (libtorch's own default
+  // can be fewer threads, which rounds differently).
+  const threads = options.threads ?? availableParallelism();
+  setNumThreads(threads);
   manualSeed(seed);
   const device = useDevice(options.device);
   const { kind } = parseDataSpec(options.data);
@@ -85,6 +91,7 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
       method,
       device,
       seed,
+      threads,
       cleanRatio: options.cleanRatio ?? 0.05,
       monitor: options.monitor ?? 500,
       ...(options.attack === undefined

@@ -212,6 +212,16 @@ test('--quiet silences progress; without it the scan reports every class as it g
   assert.equal(progress(loud.stdout).length, 3, loud.stdout);
   assert.equal(progress(quiet.stdout).length, 0, quiet.stdout);
   assert.equal(quiet.stdout.split('\n').filter((line) => line.startsWith('  class')).length, 3, 'the results stay');
+  // defend: the inversion's passes and purification's epochs are progress too.
+  const defendArgs = [...quickDefend, '--report-dir', join(folder, 'quiet'), '--data', `imagefolder:${data}`];
+  const loudDefend = mcldef([...defendArgs, '--threads', '1', '--cache-dir', cache]);
+  const quietDefend = mcldef([...defendArgs, '--threads', '1', '--cache-dir', cache, '--quiet']);
+  assert.equal(loudDefend.status, 0, loudDefend.stderr);
+  const progressLines = (text: string): string[] =>
+    text.split('\n').filter((line) => /^ {2}(epoch \d+\/2 |inversion pass \d)/.test(line));
+  assert.equal(progressLines(loudDefend.stdout).filter((line) => line.includes('epoch')).length, 2, loudDefend.stdout);
+  assert.deepEqual(progressLines(quietDefend.stdout), []);
+  assert.match(quietDefend.stdout, /^after: {2}BA [\d.]+%/m, 'the results stay');
 });
 
 test("the library example gives the CLI's report for the same options", () => {
@@ -223,16 +233,15 @@ test("the library example gives the CLI's report for the same options", () => {
     'tsx',
     'examples/defend-checkpoint.ts',
     ...['--weights', backdoored, '--data', `imagefolder:${data}`, '--attack', 'badnets-square', '--target', '1'],
-    ...['--clean-ratio', '0.5', '--passes', '3', '--epochs', '2', '--cache-dir', cache],
+    ...['--clean-ratio', '0.5', '--passes', '3', '--epochs', '2', '--cache-dir', cache, '--threads', '1'],
     ...['--out', join(folder, 'example.safetensors'), '--report-dir', join(folder, 'example-report')],
   ]);
   assert.equal(example.status, 0, example.stderr);
   const fromExample = withoutSeconds(example.stdout);
   const fromCli = withoutSeconds(cli.stdout);
-  // The CLI passes --threads 1 and --monitor 30, which the example leaves at their defaults.
+  // The CLI passes --monitor 30 (30 test images for the chart), which the example leaves at 500.
   const options = (report: Record<string, unknown>): Record<string, unknown> =>
     report.options as Record<string, unknown>;
-  delete options(fromCli).threads;
   delete options(fromCli).monitor;
   delete options(fromExample).monitor;
   const epochs = (report: Record<string, unknown>): { loss: number }[] => report.epochs as { loss: number }[];

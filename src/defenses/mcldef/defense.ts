@@ -459,9 +459,12 @@ export class Mcldef implements Defense {
               },
             }),
         onEpoch: (e) =>
-          log(
-            `  epoch ${e.epoch + 1}/${epochs}  lr ${e.lr}  loss ${e.loss.toFixed(4)}${e.ba === undefined ? '' : `  BA ${e.ba.toFixed(1)}%  ASR ${e.asr?.toFixed(1)}% (monitor set)`}  ${e.seconds.toFixed(1)} s`,
-          ),
+          context.progress({
+            stage: 'purification',
+            done: e.epoch + 1,
+            total: epochs,
+            message: `epoch ${e.epoch + 1}/${epochs}  lr ${e.lr}  loss ${e.loss.toFixed(4)}${e.ba === undefined ? '' : `  BA ${e.ba.toFixed(1)}%  ASR ${e.asr?.toFixed(1)}% (monitor set)`}  ${e.seconds.toFixed(1)} s`,
+          }),
       });
       const guard = result.guard;
       if (guard !== undefined) {
