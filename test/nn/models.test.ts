@@ -5,22 +5,19 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { callOp } from '../../src/engine/tensor.js';
 import {
   F,
-  arange,
   type Tensor,
   dispose,
   liveTensorCount,
   nn,
-  noGrad,
   optim,
   randint,
   randn,
   setNumThreads,
-  tensor,
   tidy,
 } from '../../src/index.js';
+import { fillLikePyTorch, pyTorchInput } from './pytorch-fill.js';
 
 const { createModel, modelNames, archInfo } = nn.models;
 type Classifier = nn.models.Classifier;
@@ -47,49 +44,6 @@ const ARCHS = ['wrn-16-1', 'wrn-16-2', 'wrn-40-1', 'wrn-40-2', 'preact-resnet18'
 
 // One thread: steadier on a shared 2-core machine, where two threads can stall on each other.
 setNumThreads(1);
-
-/**
- * The fill formula of make-model-fixtures.py (see its docstring), with the same libtorch
- * ops in float64, so the values are bit for bit PyTorch's.
- */
-function fill(model: nn.Module): void {
-  const stateDict = model.stateDict();
-  noGrad(() => {
-    [...stateDict].forEach(([name, target], k) => {
-      const leaf = name.slice(name.lastIndexOf('.') + 1);
-      if (leaf === 'num_batches_tracked') {
-        target.zero_();
-        return;
-      }
-      tidy(() => {
-        const i = arange(0, target.numel, 1, { dtype: 'float64' });
-        const s = callOp(
-          'sin',
-          i
-            .mul(0.37)
-            .add(1.3 * k)
-            .add(i.mul(i).mul(0.001)).handle,
-        );
-        let values: Tensor;
-        if (leaf === 'running_var') values = s.abs().mul(0.5).add(1);
-        else if (leaf === 'running_mean') values = s.mul(0.1);
-        else if (target.ndim >= 2) values = s.mul(Math.sqrt(4 / (target.numel / target.shape[0]!)));
-        else if (leaf === 'weight') values = s.mul(0.2).add(1);
-        else values = s.mul(0.1);
-        target.copy_(values.float().reshape(target.shape));
-      });
-    });
-  });
-  dispose(stateDict);
-}
-
-function patternInput(shape: readonly number[]): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return tensor(
-    Float32Array.from({ length: n }, (_, i) => Math.sin(0.11 * i + 0.5)),
-    { shape },
-  );
-}
 
 /** Checks max |actual − expected| ≤ 1e-4 · max |expected|; returns that relative error. */
 function assertClose(actual: Tensor, expected: Values, what: string): number {
@@ -124,9 +78,9 @@ for (const arch of ARCHS) {
     );
     dispose(stateDict);
 
-    fill(model);
+    fillLikePyTorch(model);
     model.eval();
-    const input = patternInput(expected.input_shape);
+    const input = pyTorchInput(expected.input_shape);
     const before = liveTensorCount();
     tidy(() => {
       const features = model.features(input);
@@ -145,14 +99,14 @@ for (const arch of ARCHS) {
 
 test('checkpoints move between instances: strict loadStateDict of a filled PreAct-ResNet18', () => {
   const source = createModel('preact-resnet18', { numClasses: 10 });
-  fill(source);
+  fillLikePyTorch(source);
   const target = createModel('preact-resnet18', { numClasses: 10 });
   const stateDict = source.stateDict();
   assert.deepEqual(target.loadStateDict(stateDict), { missingKeys: [], unexpectedKeys: [] });
   dispose(stateDict);
   source.eval();
   target.eval();
-  const input = patternInput([2, 3, 32, 32]);
+  const input = pyTorchInput([2, 3, 32, 32]);
   tidy(() => {
     const difference = source.forward(input).sub(target.forward(input)).abs().max().item();
     assert.equal(difference, 0);
