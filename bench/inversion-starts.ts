@@ -18,7 +18,7 @@ import {
   DEFAULT_ACCURACY_GUARD,
   DEFAULT_INVERSION_PATIENCE,
   DEFAULT_PURIFICATION_EPOCHS,
-} from '../src/defenses/mcldef/defense.js';
+} from '../src/defenses/mcldef/options.js';
 import { subset } from '../src/data/subset.js';
 import type { ImageSplit } from '../src/data/dataset.js';
 import {

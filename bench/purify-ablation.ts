@@ -9,7 +9,7 @@ import {
   DEFAULT_ACCURACY_GUARD,
   DEFAULT_INVERSION_PATIENCE,
   DEFAULT_PURIFICATION_EPOCHS,
-} from '../src/defenses/mcldef/defense.js';
+} from '../src/defenses/mcldef/options.js';
 import { type InversionMethod, type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
 import { evaluate } from '../src/eval/metrics.js';
 import type { Classifier } from '../src/nn/models/classifier.js';

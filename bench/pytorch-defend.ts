@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { data } from '../src/index.js';
-import { DEFAULT_INVERSION_PATIENCE, DEFAULT_PURIFICATION_EPOCHS } from '../src/defenses/mcldef/defense.js';
+import { DEFAULT_INVERSION_PATIENCE, DEFAULT_PURIFICATION_EPOCHS } from '../src/defenses/mcldef/options.js';
 
 const { values } = parseArgs({
   options: {

@@ -6,6 +6,7 @@ export * from './defense.js';
 export * from './options.js';
 export * from './registry.js';
 export { defend, type DefendArgs, type DefendReport, type DefendResult, type ReportMetrics } from './pipeline.js';
-export { Mcldef, type McldefOptions, mcldefEntry, MCLDEF_OPTIONS } from './mcldef/defense.js';
+export { Mcldef, mcldefEntry } from './mcldef/defense.js';
+export { type McldefOptions, MCLDEF_OPTIONS } from './mcldef/options.js';
 
 registerDefense(mcldefEntry);

@@ -38,7 +38,7 @@ import {
   mcldefOptions,
   purificationEpochs,
   purificationPrecision,
-} from '../../src/defenses/mcldef/defense.js';
+} from '../../src/defenses/mcldef/options.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 import { tinyImageFolder } from '../helpers/tiny-data.js';
 

@@ -3,7 +3,8 @@
 import { Command } from 'commander';
 
 import { subset } from '../../data/subset.js';
-import { MCLDEF_OPTIONS, detectionLines, mcldefOptions, scanForBackdoor } from '../../defenses/mcldef/defense.js';
+import { detectionLines, scanForBackdoor } from '../../defenses/mcldef/defense.js';
+import { MCLDEF_OPTIONS, mcldefOptions } from '../../defenses/mcldef/options.js';
 import {
   type CommonFlags,
   addCommonOptions,
