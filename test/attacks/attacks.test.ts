@@ -6,7 +6,7 @@ import { test } from 'node:test';
 
 import { PNG } from 'pngjs';
 
-import { type Tensor, full, linspace, rand, tidy, zeros } from '../../src/index.js';
+import { type Tensor, full, linspace, manualSeed, rand, tidy, zeros } from '../../src/index.js';
 import { ATTACK_NAMES, createAttack } from '../../src/attacks/index.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 
@@ -223,6 +223,8 @@ test('trojan generated against a model raises the chosen neuron, inside the corn
   const { SmallCNN, quadrantData } = await import('../helpers/toy.js');
   const { normalize } = await import('../../src/data/normalization.js');
   const small = { channels: 1, height: 8, width: 8 };
+  // A seeded model: the rise is small on some initializations (0.001–0.05 over seeds 0–11).
+  manualSeed(0);
   const model = new SmallCNN();
   const features = (x: Tensor): Tensor => model.body.forward(x);
   const classifier = Object.assign(model, { numClasses: 4, features, classify: (f: Tensor) => model.head.forward(f) });
@@ -243,7 +245,7 @@ test('trojan generated against a model raises the chosen neuron, inside the corn
     model.eval();
     const before = features(normalize(unit, normalization)).mean(0);
     const after = features(normalize(trojan.apply(unit), normalization)).mean(0);
-    assert.ok(after.sub(before).max().item() > 0, 'some neuron rose');
+    assert.ok(after.sub(before).max().item() > 0.01, 'some neuron rose');
   });
   trojan.dispose();
   model.dispose();
