@@ -27,7 +27,35 @@ export type DefenseReport = Pick<
   changes_from_published?: Record<string, number | boolean | string>;
   /** What the clean-accuracy guard measured (%) and did, where it was on. */
   accuracy_guard?: { tolerance: number; before: number; after: number; refit_head: boolean };
+  /** MCLDef's detection scan, where the target was detected. */
+  detection?: {
+    flaggedBy: string | null;
+    classes: {
+      label: number;
+      size: number;
+      anomalyIndex: number;
+      warpIndex: number | null;
+      signalIndex: number | null;
+    }[];
+  };
 };
+
+/** The detection scan per class: the statistics the decision was made on. */
+function detectionTable(detection: DefenseReport['detection'], target: number | null): string {
+  if (detection === undefined) return '';
+  const index = (value: number | null): string => (value === null ? '–' : value.toFixed(2));
+  const rows = detection.classes
+    .map(
+      (c) =>
+        `<tr${c.label === target ? ' class="flagged"' : ''}><th>${c.label}</th><td>${c.size.toFixed(0)}</td><td>${index(c.anomalyIndex)}</td><td>${index(c.warpIndex)}</td><td>${index(c.signalIndex)}</td></tr>`,
+    )
+    .join('\n');
+  return `<h2>Detection scan</h2>
+<table><tr><th>class</th><th>trigger size</th><th>size index</th><th>warp index</th><th>signal index</th></tr>
+${rows}
+</table>
+<p class="muted">A class is flagged where an anomaly index exceeds 2 (a trigger anomalously small, or a warp or stripe that reaches the class anomalously easily)${detection.flaggedBy === null ? '; none was' : `; this one by the ${escape(detection.flaggedBy)} scan`}.</p>`;
+}
 
 /** A line on the clean-accuracy guard, if it was on. */
 function guardLine(guard: DefenseReport['accuracy_guard'], refitAnyway: boolean): string {
@@ -82,9 +110,12 @@ export interface ReportFigure {
   caption: string;
 }
 
+const capitalized = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1);
+
 /** "inversion 36, purification 80, total 130" from the report's seconds. */
 function secondsLine(seconds: Record<string, number>): string {
   return Object.entries(seconds)
+    .filter(([, value]) => value >= 0.5)
     .map(([stage, value]) => `${escape(stage.replace(/_/g, ' '))} ${value.toFixed(0)}`)
     .join(', ');
 }
@@ -101,7 +132,7 @@ export async function reportHtml(report: DefenseReport, figure: ReportFigure | n
   const unchanged = report.changed === false;
   const refit = report.changes_from_published?.refit_head === true;
   const verdict = unchanged
-    ? `<p class="verdict"><strong>${escape(report.reason ?? 'The defense left the model unchanged')}</strong>: the model was left as it was, so the "after" row repeats the "before" row.</p>`
+    ? `<p class="verdict"><strong>${escape(capitalized(report.reason ?? 'the defense left the model unchanged'))}</strong>: the model was left as it was, so the "after" row repeats the "before" row.</p>`
     : '';
   const target =
     report.target === null
@@ -130,6 +161,7 @@ body { font: 15px/1.5 system-ui, sans-serif; max-width: 760px; margin: 2em auto;
 table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 4px 12px; text-align: right; }
 img { image-rendering: pixelated; border: 1px solid #ccc; } .muted { color: #666; }
 .verdict { padding: 8px 12px; background: #eef6ee; border: 1px solid #9c9; }
+tr.flagged { background: #fdecea; }
 </style></head><body>
 <h1>Backdoor removal report (${report.method === 'mcldef' ? 'MCLDef' : escape(report.method)})</h1>
 <p>Model <code>${escape(report.model ?? '–')}</code> on <code>${escape(report.data ?? '–')}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
@@ -140,6 +172,7 @@ ${verdict}
 ${rows}
 </table>
 <p>DER ${cell(report.der, 4)} · seconds: ${secondsLine(report.seconds)}</p>
+${detectionTable(report.detection, report.detected_target)}
 ${figureHtml}
 ${training}
 ${mcldefLines}

@@ -194,7 +194,11 @@ test('a model with no backdoor: defend exits 0 and both reports say so', () => {
   assert.deepEqual(report.epochs, []);
   const written = JSON.parse(readFileSync(join(reportDir, 'report.json'), 'utf8')) as { reason: string };
   assert.equal(written.reason, 'no backdoor found');
-  assert.match(readFileSync(join(reportDir, 'report.html'), 'utf8'), /<strong>no backdoor found<\/strong>/);
+  const html = readFileSync(join(reportDir, 'report.html'), 'utf8');
+  assert.match(html, /<strong>No backdoor found<\/strong>/);
+  // The scan's per-class statistics, which the decision was made on, with none flagged.
+  assert.equal(html.match(/<tr><th>\d<\/th><td>/g)?.length, 3, 'a row per class');
+  assert.match(html, /; none was\./);
   assert.ok(!existsSync(join(reportDir, 'trigger.png')), 'no trigger was inverted');
 });
 

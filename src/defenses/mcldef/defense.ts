@@ -65,6 +65,15 @@ export function scanForBackdoor(
   });
 }
 
+/** How trigger.png shows each kind of inverted trigger. */
+const TRIGGER_CAPTIONS: Record<InversionMethod, string> = {
+  pattern: 'The inverted trigger: the additive pattern Δ around mid-grey (0.5 + Δ/2), magnified 8×.',
+  mask: 'The inverted trigger (Neural Cleanse): the mask beside the masked pattern, magnified 8×.',
+  warp: 'The inverted warp: its horizontal and vertical shifts around mid-grey, scaled to the largest, magnified 8×.',
+  signal:
+    'The inverted trigger: the stripe that reaches the target best, around mid-grey, scaled to its largest value, magnified 8×.',
+};
+
 export class Mcldef implements Defense {
   readonly name = 'mcldef';
 
@@ -240,8 +249,7 @@ export class Mcldef implements Defense {
         },
         figure: {
           name: 'trigger.png',
-          caption:
-            'The inverted trigger: an additive pattern around mid-grey (0.5 + Δ/2); for the mask method, the mask and the masked pattern; for a warp, its horizontal and vertical shifts around mid-grey (scaled to the largest).',
+          caption: TRIGGER_CAPTIONS[trigger.method],
           png: triggerPng(trigger),
         },
       };
