@@ -3,6 +3,7 @@
 import { type Tensor, manualSeed, nn, randint, randn, tidy, zeros } from '../../src/index.js';
 import { ImageSplit } from '../../src/data/dataset.js';
 import type { Classifier } from '../../src/nn/models/classifier.js';
+import type { TrainConfig } from '../../src/train/trainer.js';
 
 /** N images 3×size×size: background noise and a bright quadrant chosen by the label (4 classes). */
 export function quadrantSplit(count: number, seed: number, size = 12): ImageSplit {
@@ -72,3 +73,16 @@ export class TinyNet extends nn.Module implements Classifier {
     return tidy(() => this.classify(this.features(input)));
   }
 }
+
+/** Six short SGD epochs with light augmentation: enough for TinyNet on quadrantSplit. */
+export const SMALL_TRAINING: TrainConfig = {
+  epochs: 6,
+  batchSize: 32,
+  optimizer: 'sgd',
+  lr: 0.05,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  schedule: 'cosine',
+  seed: 1,
+  augment: { horizontalFlip: false, cropPadding: 1 },
+};

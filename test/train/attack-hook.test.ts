@@ -22,8 +22,8 @@ import { normalize } from '../../src/data/normalization.js';
 import type { ImageSplit } from '../../src/data/dataset.js';
 import { evaluate } from '../../src/eval/metrics.js';
 import { planPoisoning } from '../../src/train/poisoned-batches.js';
-import { type TrainConfig, trainModel } from '../../src/train/trainer.js';
-import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
+import { trainModel } from '../../src/train/trainer.js';
+import { SMALL_TRAINING, TinyNet, quadrantSplit } from '../helpers/synthetic.js';
 import { MemoryStore } from './memory-store.js';
 
 // A new attack's options join AttackOptions by augmentation, without editing the registry.
@@ -148,17 +148,7 @@ registerAttack({
 });
 
 const geometry = { channels: 3, height: 12, width: 12 };
-const config: TrainConfig = {
-  epochs: 6,
-  batchSize: 32,
-  optimizer: 'sgd',
-  lr: 0.05,
-  momentum: 0.9,
-  weightDecay: 5e-4,
-  schedule: 'cosine',
-  seed: 1,
-  augment: { horizontalFlip: false, cropPadding: 1 },
-};
+const config = SMALL_TRAINING;
 
 function learnedPattern(options: { learnedWeight?: number } = {}): LearnedPattern {
   const attack = createAttack({

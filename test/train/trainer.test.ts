@@ -6,23 +6,13 @@ import { test } from 'node:test';
 
 import { dispose, setNumThreads, tidy } from '../../src/index.js';
 import { createAttack } from '../../src/attacks/index.js';
-import { type TrainConfig, trainModel } from '../../src/train/trainer.js';
+import { trainModel } from '../../src/train/trainer.js';
 import { evaluate } from '../../src/eval/metrics.js';
-import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
+import { SMALL_TRAINING, TinyNet, quadrantSplit } from '../helpers/synthetic.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 import { MemoryStore } from './memory-store.js';
 
-const config: TrainConfig = {
-  epochs: 6,
-  batchSize: 32,
-  optimizer: 'sgd',
-  lr: 0.05,
-  momentum: 0.9,
-  weightDecay: 5e-4,
-  schedule: 'cosine',
-  seed: 1,
-  augment: { horizontalFlip: false, cropPadding: 1 },
-};
+const config = SMALL_TRAINING;
 
 test('poisoned training learns the task and the backdoor (BadNets square, 10 %)', () => {
   setNumThreads(1);
