@@ -7,42 +7,20 @@ import type { Tensor } from '../engine/tensor.js';
 import { type Attack, type AttackMode, createAttack } from '../attacks/index.js';
 import type { ImageSplit } from '../data/dataset.js';
 import { loadDataset } from '../data/load.js';
-import { createModel, loadClassifier, recordedArch, fittingArchs, modelNames } from '../nn/models/index.js';
-import { readWeights } from '../io/index.js';
+import { createModel, loadClassifier, modelNames } from '../nn/models/index.js';
 import type { Classifier } from '../nn/models/classifier.js';
 
 export function loadSplit(spec: string, split: 'train' | 'test', cacheDir?: string): ImageSplit {
   return loadDataset(spec, split, cacheDir === undefined ? {} : { cacheDir });
 }
 
-/** The architecture when none is given: the one recorded in the checkpoint, else the zoo model its keys fit. */
-export function resolveArch(arch: string | undefined, split: ImageSplit, weights?: string): string {
-  if (arch !== undefined) {
-    if (!modelNames().includes(arch))
-      throw new Error(`unknown architecture '${arch}'; known: ${modelNames().join(', ')}`);
-    return arch;
-  }
-  if (weights === undefined) return 'wrn-16-1';
-  const recorded = recordedArch(weights);
-  if (recorded !== undefined && modelNames().includes(recorded)) return recorded;
-  const checkpoint = readWeights(weights);
-  try {
-    const fitting = fittingArchs(checkpoint.stateDict, { numClasses: split.numClasses, inChannels: split.channels });
-    if (fitting.length === 1) return fitting[0]!;
-  } finally {
-    for (const tensor of checkpoint.stateDict.values()) tensor.dispose();
-  }
-  // loadClassifier says why no architecture can be told.
-  return loadClassifier({ weights, numClasses: split.numClasses, inChannels: split.channels }).arch;
-}
-
 /**
  * A model shaped for the split's images and classes, with `weights` loaded if given; `arch`
- * unset: the checkpoint's recorded architecture, else the zoo model its keys fit (a file that
- * fits no model, or not the given one, is a one-line error naming the keys and the model it
- * fits). Telling the architecture builds zoo models, which draws from libtorch's generator, so
- * with `seed` the generator is seeded again afterwards: the run is the same with --arch or
- * without.
+ * unset: the checkpoint's recorded architecture, else the zoo model its keys fit (wrn-16-1
+ * without weights). A file that fits no model, or not the given one, is a one-line error naming
+ * the keys and the model it fits. Telling the architecture builds zoo models, which draws from
+ * libtorch's generator, so with `seed` the generator is seeded again just before the model is
+ * built: the run is the same with --arch or without.
  */
 export function buildModel(
   arch: string | undefined,
@@ -50,11 +28,20 @@ export function buildModel(
   weights?: string,
   seed?: number,
 ): { model: Classifier; arch: string } {
-  const resolved = resolveArch(arch, split, weights);
-  if (seed !== undefined) manualSeed(seed);
+  if (arch !== undefined && !modelNames().includes(arch)) {
+    throw new Error(`unknown architecture '${arch}'; known: ${modelNames().join(', ')}`);
+  }
   const options = { numClasses: split.numClasses, inChannels: split.channels };
-  if (weights === undefined) return { model: createModel(resolved, options), arch: resolved };
-  return { model: loadClassifier({ weights, arch: resolved, ...options }).model, arch: resolved };
+  const reseed = (): void => {
+    if (seed !== undefined) manualSeed(seed);
+  };
+  if (weights === undefined) {
+    reseed();
+    const chosen = arch ?? 'wrn-16-1';
+    return { model: createModel(chosen, options), arch: chosen };
+  }
+  const loaded = loadClassifier({ weights, ...(arch === undefined ? {} : { arch }), ...options, beforeCreate: reseed });
+  return { model: loaded.model, arch: loaded.arch };
 }
 
 /** The names of AttackSettings' fields. */

@@ -145,9 +145,11 @@ function hookTraining(attack: Attack | undefined): HookTraining | undefined {
   return { hook, parameters, optimizer };
 }
 
-/** Identifies a run: a checkpoint is resumed only by the run that wrote it. */
-export function runIdentity(run: TrainRun): string {
-  const hookParameters = run.attack?.trainingHook()?.parameters();
+/**
+ * Identifies a run: a checkpoint is resumed only by the run that wrote it. `hookParameters`:
+ * the attack's trainable tensors, where its training hook has any list.
+ */
+export function runIdentity(run: TrainRun, hookParameters?: readonly Tensor[]): string {
   const description = {
     config: run.config,
     train: [run.train.source, run.train.count],
@@ -171,7 +173,7 @@ export function trainModel(run: TrainRun): TrainResult {
   const optimizer = makeOptimizer(model, config);
   const attackTraining = hookTraining(run.attack);
   const schedule = makeSchedule(optimizer, config, batches.length);
-  const identity = runIdentity(run);
+  const identity = runIdentity(run, attackTraining?.parameters);
   let firstEpoch = 0;
   const records: EpochRecord[] = [];
 

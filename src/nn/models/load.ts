@@ -11,6 +11,12 @@ export interface LoadClassifierOptions extends ModelOptions {
   weights: CheckpointSource;
   /** A zoo name; when absent, the file's recorded `arch`, else the zoo model its keys fit. */
   arch?: string;
+  /**
+   * Called once the architecture is chosen, before the model is built. Telling it from the
+   * keys builds zoo models, which draws from libtorch's generator; a caller that wants the
+   * same draws either way seeds the generator here.
+   */
+  beforeCreate?: (arch: string) => void;
 }
 
 /** Where the architecture came from: the caller, the file's metadata, or its keys. */
@@ -186,6 +192,7 @@ export function loadClassifier(options: LoadClassifierOptions): LoadedClassifier
       }
       [arch, archSource] = [fitting[0]!, 'keys'];
     }
+    options.beforeCreate?.(arch);
     const model = createModel(arch, modelOptions);
     try {
       const mismatch = compare(signatureOf(model), stateDict);
