@@ -36,25 +36,35 @@ export type DefenseReport = Pick<
       anomalyIndex: number;
       warpIndex: number | null;
       signalIndex: number | null;
+      /** The features' evidence of the size scan's trigger (FeatureEvidence). */
+      features?: { separation: number; spreadRatio: number; reach: number } | null;
+      separationRatio?: number | null;
+      stability?: number | null;
     }[];
+    /** Why the decision is what it is, one sentence. */
+    decidedBy?: string;
   };
 };
 
 /** The detection scan per class: the statistics the decision was made on. */
 function detectionTable(detection: DefenseReport['detection'], target: number | null): string {
   if (detection === undefined) return '';
-  const index = (value: number | null): string => (value === null ? '–' : value.toFixed(2));
+  const fixed = (value: number | null | undefined): string =>
+    value === null || value === undefined ? '–' : value.toFixed(2);
   const rows = detection.classes
     .map(
       (c) =>
-        `<tr${c.label === target ? ' class="flagged"' : ''}><th>${c.label}</th><td>${c.size.toFixed(0)}</td><td>${index(c.anomalyIndex)}</td><td>${index(c.warpIndex)}</td><td>${index(c.signalIndex)}</td></tr>`,
+        `<tr${c.label === target ? ' class="flagged"' : ''}><th>${c.label}</th><td>${c.size.toFixed(0)}</td><td>${fixed(c.anomalyIndex)}</td><td>${fixed(c.stability)}</td><td>${fixed(c.features?.separation)}</td><td>${fixed(c.separationRatio)}</td><td>${fixed(c.warpIndex)}</td><td>${fixed(c.signalIndex)}</td></tr>`,
     )
     .join('\n');
+  const decided =
+    detection.decidedBy ??
+    (detection.flaggedBy === null ? 'None was flagged.' : `This one by the ${detection.flaggedBy} scan.`);
   return `<h2>Detection scan</h2>
-<table><tr><th>class</th><th>trigger size</th><th>size index</th><th>warp index</th><th>signal index</th></tr>
+<table><tr><th>class</th><th>trigger size</th><th>size index</th><th>agreement of restarts</th><th>feature separation</th><th>over the median</th><th>warp index</th><th>signal index</th></tr>
 ${rows}
 </table>
-<p class="muted">A class is flagged where an anomaly index exceeds 2 (a trigger anomalously small, or a warp or stripe that reaches the class anomalously easily)${detection.flaggedBy === null ? '; none was' : `; this one by the ${escape(detection.flaggedBy)} scan`}.</p>`;
+<p class="muted">A class is flagged where its inverted trigger is anomalously small (size index above 2) and inversions from other random starts find it again (agreement: the largest cosine between two of its patterns, at least 0.45), or where a warp or stripe reaches it anomalously easily (warp or signal index above 2). Feature separation: how far the images its trigger stamps sit from the class's clean images in feature space, in units of their spread (reported, not decided on). ${escape(decided)}</p>`;
 }
 
 /** A line on the clean-accuracy guard, if it was on. */

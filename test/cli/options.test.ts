@@ -198,7 +198,9 @@ test('a model with no backdoor: defend exits 0 and both reports say so', () => {
   assert.match(html, /<strong>No backdoor found<\/strong>/);
   // The scan's per-class statistics, which the decision was made on, with none flagged.
   assert.equal(html.match(/<tr><th>\d<\/th><td>/g)?.length, 3, 'a row per class');
-  assert.match(html, /; none was\./);
+  assert.match(html, /No class stands out\./);
+  assert.match(html, /<th>agreement of restarts<\/th>/);
+  assert.equal(written.reason, 'no backdoor found');
   assert.ok(!existsSync(join(reportDir, 'trigger.png')), 'no trigger was inverted');
 });
 

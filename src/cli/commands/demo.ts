@@ -6,13 +6,10 @@ import { join } from 'node:path';
 
 import { Command, Option } from 'commander';
 
-import { createAttack } from '../../attacks/index.js';
 import { DEBIAN_FASHION_MNIST } from '../../data/load.js';
-import { subset } from '../../data/subset.js';
 import { evaluate } from '../../eval/metrics.js';
 import { saveWeights } from '../../io/index.js';
-import { createModel } from '../../nn/models/index.js';
-import { trainModel } from '../../train/trainer.js';
+import { trainDemoModel } from '../../pipeline/demo-model.js';
 import {
   type CommonFlags,
   UsageError,
@@ -90,49 +87,36 @@ async function demo(flags: DemoFlags): Promise<void> {
   mkdirSync(flags.outDir, { recursive: true });
   const started = performance.now();
   const full = loadSplit(flags.data, 'train', flags);
-  const train = subset(full, Math.min(1, flags.trainImages / full.count), { seed: flags.seed + 1 });
-  full.dispose();
   const test = loadSplit(flags.data, 'test', flags);
   say(
     flags,
-    `1. The attacker trains a small CNN on ${train.count} ${train.source.split(':')[0]} images, 10 % of them stamped with a 3×3 BadNets patch and relabelled "${train.classNames[flags.target]}" (class ${flags.target}).`,
+    `1. The attacker trains a small CNN on ${Math.min(flags.trainImages, full.count)} ${full.source.split(':')[0]} images, 10 % of them stamped with a 3×3 BadNets patch and relabelled "${full.classNames[flags.target]}" (class ${flags.target}).`,
   );
-  const model = createModel('cnn-small', { numClasses: train.numClasses, inChannels: train.channels });
-  const geometry = { channels: train.channels, height: train.height, width: train.width };
-  const attack = createAttack({
-    name: 'badnets-square',
-    target: flags.target,
-    poisonRate: 0.1,
-    seed: flags.seed,
-    numClasses: train.numClasses,
-    geometry,
-  });
   const bar = progressBar(flags, '   epoch {epoch} |{bar}| {value}/{total} batches | loss {loss} | {speed} img/s');
   let barEpoch = -1;
-  trainModel({
-    model,
-    train,
-    attack,
-    config: {
-      epochs: flags.epochs,
-      batchSize: 64,
-      optimizer: 'sgd',
-      lr: 0.05,
-      momentum: 0.9,
-      weightDecay: 5e-4,
-      schedule: 'cosine',
+  let trained: ReturnType<typeof trainDemoModel>;
+  try {
+    trained = trainDemoModel({
+      train: full,
       seed: flags.seed,
-    },
-    onBatch: (p) => {
-      if (bar === null) return;
-      if (p.epoch !== barEpoch) {
-        if (barEpoch >= 0) bar.stop();
-        bar.start(p.batches, 0, { epoch: p.epoch + 1, loss: '-', speed: '-' });
-        barEpoch = p.epoch;
-      }
-      bar.update(p.batch, { loss: p.loss.toFixed(3), speed: p.imagesPerSecond.toFixed(0) });
-    },
-  });
+      attack: { name: 'badnets-square', target: flags.target },
+      trainImages: flags.trainImages,
+      epochs: flags.epochs,
+      onBatch: (p) => {
+        if (bar === null) return;
+        if (p.epoch !== barEpoch) {
+          if (barEpoch >= 0) bar.stop();
+          bar.start(p.batches, 0, { epoch: p.epoch + 1, loss: '-', speed: '-' });
+          barEpoch = p.epoch;
+        }
+        bar.update(p.batch, { loss: p.loss.toFixed(3), speed: p.imagesPerSecond.toFixed(0) });
+      },
+    });
+  } finally {
+    full.dispose();
+  }
+  const { model } = trained;
+  const attack = trained.attack!;
   bar?.stop();
   const weights = join(flags.outDir, 'backdoored.safetensors');
   saveWeights(weights, model, { arch: 'cnn-small', attack: 'badnets-square', target: flags.target });
@@ -143,7 +127,6 @@ async function demo(flags: DemoFlags): Promise<void> {
   );
   model.dispose();
   attack.dispose();
-  train.dispose();
   test.dispose();
   const args = defendArgs(flags, weights);
   say(

@@ -62,6 +62,9 @@ function runDetect(flags: DetectFlags): void {
     writeJson(flags.json, {
       detected_target: detection.target,
       flagged_by: detection.flaggedBy,
+      decided_by: detection.decidedBy,
+      margin: detection.margin,
+      vetoed: detection.vetoed,
       median: detection.median,
       mad: detection.mad,
       classes: detection.classes,

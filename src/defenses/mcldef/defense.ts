@@ -33,17 +33,10 @@ export function detectionLines(detection: DetectionResult): string[] {
       c.signal === null
         ? ''
         : `  signal loss ${c.signal.loss.toFixed(2)} (index ${c.signalIndex!.toFixed(2)}, ${(100 * c.signal.attackAccuracy).toFixed(0)}% reached, ${c.signal.signal.axis} f ${c.signal.signal.frequency})`;
-    return `  class ${c.label}: trigger size ${c.size.toFixed(1)} (${c.sizeFraction.toFixed(2)} of the median)  anomaly index ${c.anomalyIndex.toFixed(2)}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%${warp}${signal}`;
+    return `  class ${c.label}: trigger size ${c.size.toFixed(1)} (${c.sizeFraction.toFixed(2)} of the median)  anomaly index ${c.anomalyIndex.toFixed(2)}${c.stability === null ? '' : `  agreement of restarts ${c.stability.toFixed(2)}`}${c.features === null ? '' : `  feature separation ${c.features.separation.toFixed(2)} (${c.separationRatio!.toFixed(2)} of the median)`}  attack accuracy ${(100 * c.attackAccuracy).toFixed(1)}%${warp}${signal}`;
   });
-  if (detection.target === null) return [...lines, 'no backdoor found'];
-  const flagged = detection.classes[detection.target]!;
-  const index =
-    detection.flaggedBy === 'warp'
-      ? `warp-scan anomaly index ${flagged.warpIndex!.toFixed(2)}`
-      : detection.flaggedBy === 'signal'
-        ? `signal-scan anomaly index ${flagged.signalIndex!.toFixed(2)}`
-        : `anomaly index ${flagged.anomalyIndex.toFixed(2)}`;
-  return [...lines, `backdoored: target class ${detection.target} (${index})`];
+  const verdict = detection.target === null ? 'no backdoor found' : `backdoored: target class ${detection.target}`;
+  return [...lines, `${verdict}. ${detection.decidedBy}`];
 }
 
 /** The detection scan as the defense and `mcldef detect` run it, with progress. */
@@ -61,6 +54,13 @@ export function scanForBackdoor(
         done: c.label + 1,
         total: clean.numClasses,
         message: `class ${c.label}: size ${c.size.toFixed(1)} (${c.seconds.toFixed(1)} s)`,
+      }),
+    onRestart: (c) =>
+      context.progress({
+        stage: 'detection',
+        done: clean.numClasses,
+        total: clean.numClasses,
+        message: `class ${c.label} flagged by its size: restarts found sizes ${c.restartSizes.join(', ')}, agreement ${c.stability!.toFixed(2)}`,
       }),
   });
 }
@@ -86,7 +86,8 @@ export class Mcldef implements Defense {
     let target = context.target;
     let detected: number | null = null;
     let detectionSeconds = 0;
-    let scan: Pick<DetectionResult, 'classes' | 'median' | 'mad' | 'flaggedBy'> | undefined;
+    let scan:
+      Pick<DetectionResult, 'classes' | 'median' | 'mad' | 'flaggedBy' | 'margin' | 'vetoed' | 'decidedBy'> | undefined;
     if (target === undefined) {
       log(`scanning ${clean.numClasses} classes with ${Math.min(500, clean.count)} clean images…`);
       const detection = scanForBackdoor(model, clean, options, context);
@@ -98,6 +99,9 @@ export class Mcldef implements Defense {
         median: detection.median,
         mad: detection.mad,
         flaggedBy: detection.flaggedBy,
+        margin: detection.margin,
+        vetoed: detection.vetoed,
+        decidedBy: detection.decidedBy,
       };
       if (detected === null) {
         log('nothing to remove: the model is left unchanged');

@@ -8,4 +8,5 @@ export * from './passes.js';
 export * from './warp.js';
 export * from './signal.js';
 export * from './detect.js';
+export * from './evidence.js';
 export * from './purify.js';

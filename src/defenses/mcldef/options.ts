@@ -7,6 +7,8 @@ import {
   type AnomalyScale,
   DEFAULT_ANOMALY_SCALE,
   DEFAULT_MAX_SIZE_FRACTION,
+  DEFAULT_MIN_STABILITY,
+  DEFAULT_SCAN_RESTARTS,
   DEFAULT_SCAN_PASSES,
   type DetectOptions,
 } from './detect.js';
@@ -52,6 +54,8 @@ export interface McldefOptions {
   scanPasses: number;
   anomalyScale: AnomalyScale;
   maxSizeFraction: number;
+  scanRestarts: number;
+  minStability: number;
   warpShift: number;
   warpPasses: number;
   signalAmplitude: number;
@@ -103,13 +107,28 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     group: 'scan',
     help: 'detection: MAD anomaly index on the logarithms of the trigger sizes (log) or on the sizes (linear, Neural Cleanse)',
   },
+  scanRestarts: {
+    type: 'integer',
+    min: 0,
+    default: DEFAULT_SCAN_RESTARTS,
+    group: 'scan',
+    help: `detection: extra inversions, from other random starts, of each class whose trigger is anomalously small; a backdoor's trigger is found again, an easy class's pattern wanders (0: the size index alone, under a half-median rule)`,
+  },
+  minStability: {
+    type: 'number',
+    min: -1,
+    max: 1,
+    default: DEFAULT_MIN_STABILITY,
+    group: 'scan',
+    help: "detection: the largest cosine between two of a flagged class's inverted patterns must reach this for the flag to count",
+  },
   maxSizeFraction: {
     type: 'number',
     min: 0,
     max: 1,
-    default: DEFAULT_MAX_SIZE_FRACTION,
+    default: 1,
     group: 'scan',
-    help: "detection: a flagged trigger must also be at most this fraction of the classes' median trigger size (1: the index alone)",
+    help: `detection: a flagged trigger must also be at most this fraction of the classes' median trigger size (1: no such rule; with --scan-restarts 0 at most ${DEFAULT_MAX_SIZE_FRACTION})`,
   },
   warpShift: {
     type: 'number',
@@ -265,6 +284,8 @@ export function scanOptions(options: McldefOptions, seed: number): DetectOptions
     scanPasses: options.scanPasses,
     scale: options.anomalyScale,
     maxSizeFraction: options.maxSizeFraction,
+    restarts: options.scanRestarts,
+    minStability: options.minStability,
     warpShift: options.warpShift,
     warpPasses: options.warpPasses,
     signalAmplitude: options.signalAmplitude,

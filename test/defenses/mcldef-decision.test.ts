@@ -1,0 +1,85 @@
+// The detection decision (detect.ts): the size index's candidates, confirmed by restarts that
+// find the same trigger again. Scans below are measured ones (bench:detection, AMD EPYC).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { tensor } from '../../src/index.js';
+import {
+  type ClassScan,
+  DEFAULT_MIN_STABILITY,
+  decideTarget,
+  decisionSentence,
+  largestCosine,
+  sizeCandidates,
+} from '../../src/defenses/mcldef/detect.js';
+
+/** Scans with the given sizes and agreements (null: not restarted), no warp or signal scan. */
+function scans(sizes: number[], stability: Record<number, number> = {}): ClassScan[] {
+  return sizes.map((size, label) => ({
+    label,
+    size,
+    l1: size,
+    attackAccuracy: 1,
+    found: true,
+    warp: null,
+    signal: null,
+    features: null,
+    stability: stability[label] ?? null,
+    restartSizes: stability[label] === undefined ? [] : [size, size],
+    seconds: 1,
+  }));
+}
+
+// Clean cnn-small on Fashion-MNIST (the demo's recipe, seed 2), scan seed 0: class 8 (bag) is easy.
+const cleanFashion = [200, 140, 145, 165, 161, 108, 156, 175, 64, 106];
+// The authors' model, scan seed 0: target 5.
+const authors = [128, 102, 100, 96, 138, 25, 146, 89, 135, 101];
+
+test('size candidates: index above the threshold and below the median, largest index first', () => {
+  assert.deepEqual(sizeCandidates(cleanFashion), [8]);
+  assert.deepEqual(sizeCandidates(authors), [5]);
+  // Large sizes are no candidates, however unusual.
+  assert.deepEqual(sizeCandidates([60, 70, 80, 65, 75, 62, 71, 68, 77, 900]), []);
+  assert.deepEqual(sizeCandidates([9, 60, 70, 80, 65, 75, 62, 71, 68, 20]), [0, 9]);
+});
+
+test('largest cosine between patterns, over every pair', () => {
+  const a = tensor([1, 0, 0, 0]);
+  const b = tensor([0.6, 0.8, 0, 0]);
+  const c = tensor([0, 0, 1, 0]);
+  assert.ok(Math.abs(largestCosine([a, b, c]) - 0.6) < 1e-6);
+  assert.ok(Math.abs(largestCosine([a, c]) - 0) < 1e-6);
+  for (const t of [a, b, c]) t.dispose();
+});
+
+test('decision: an easy class whose restarts wander is no backdoor; a trigger found again is', () => {
+  // Measured agreements: the bag class 0.17 (largest of three pairs), the authors' target 0.58.
+  const easy = decideTarget(scans(cleanFashion, { 8: 0.17 }));
+  assert.equal(easy.target, null);
+  assert.deepEqual(easy.vetoed, [8]);
+  assert.ok(easy.bySize.indices[8]! > 4.5, 'the index alone would flag it');
+  const sentence = decisionSentence(easy, scans(cleanFashion, { 8: 0.17 }));
+  assert.match(sentence, /^No class stands out\. The size index also flagged class 8 \(index 4\.\d\d, agreement 0\.17\)/);
+
+  const backdoor = decideTarget(scans(authors, { 5: 0.58 }));
+  assert.equal(backdoor.target, 5);
+  assert.equal(backdoor.flaggedBy, 'size');
+  assert.ok(backdoor.margin > 1.5, `margin ${backdoor.margin}`);
+  assert.match(decisionSentence(backdoor, scans(authors, { 5: 0.58 })), /^Class 5: its inverted trigger is anomalously small/);
+
+  // The agreement threshold sits between the two.
+  assert.ok(DEFAULT_MIN_STABILITY > 0.33 && DEFAULT_MIN_STABILITY < 0.58);
+  assert.equal(decideTarget(scans(authors, { 5: 0.4 })).target, null);
+  // Without restarts the half-median rule decides: 25 is 0.2 of the median, 64 is 0.41.
+  assert.equal(decideTarget(scans(authors), { restarts: 0 }).target, 5);
+  assert.equal(decideTarget(scans(cleanFashion), { restarts: 0 }).target, 8);
+  // A candidate never restarted (more than three flagged) is not confirmed.
+  assert.equal(decideTarget(scans(authors)).target, null);
+});
+
+test('decision: a large trigger is flagged when its restarts agree, whatever its fraction of the median', () => {
+  // A trigger at 0.6 of the median with a strong index: the half-median rule hid it.
+  const sizes = [100, 104, 98, 60, 101, 97, 103, 99, 102, 96];
+  assert.equal(decideTarget(scans(sizes), { restarts: 0 }).target, null);
+  assert.equal(decideTarget(scans(sizes, { 3: 0.7 })).target, 3);
+});
