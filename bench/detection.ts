@@ -52,7 +52,12 @@ mkdirSync(models, { recursive: true });
 const cifar = `cifar10:${join(shared, 'data/cifar10-jpeg')}`;
 const fashion = `fashion-mnist:${DEBIAN_FASHION_MNIST}`;
 const cases: Case[] = [
-  { name: 'reference', data: cifar, weights: join(shared, 'models/mcl-reference/WRN-16-1-badnet.pth.tar'), expected: 5 },
+  {
+    name: 'reference',
+    data: cifar,
+    weights: join(shared, 'models/mcl-reference/WRN-16-1-badnet.pth.tar'),
+    expected: 5,
+  },
 ];
 const attacks = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as {
   runs: { name: string; args: string[] }[];
@@ -131,18 +136,25 @@ for (const entry of cases) {
     const ok = decision.target === stored.expected ? 'ok' : 'WRONG';
     const agreement = (label: number | null | undefined): string =>
       label === null || label === undefined ? '–' : (stored.classes[label]!.stability?.toFixed(2) ?? '–');
+    const separation = (label: number | null | undefined): string =>
+      label === null || label === undefined || decision.separationRatios === null
+        ? '–'
+        : decision.separationRatios[label]!.toFixed(2);
     const vetoed = decision.vetoed
-      .map((label) => `${label} (index ${decision.bySize.indices[label]!.toFixed(2)}, agreement ${agreement(label)})`)
+      .map(
+        (label) =>
+          `${label} (index ${decision.bySize.indices[label]!.toFixed(2)}, agreement ${agreement(label)}, separation ${separation(label)})`,
+      )
       .join(', ');
     rows.push(
-      `| ${entry.name} | ${seed} | ${stored.expected ?? 'none'} | ${decision.target ?? 'none'} (${decision.flaggedBy ?? '-'}) | ${decision.margin.toFixed(2)} | ${agreement(decision.target ?? stored.expected)} | ${vetoed || '–'} | ${stored.seconds.toFixed(0)} | ${ok} |`,
+      `| ${entry.name} | ${seed} | ${stored.expected ?? 'none'} | ${decision.target ?? 'none'} (${decision.flaggedBy ?? '-'}) | ${decision.margin.toFixed(2)} | ${agreement(decision.target ?? stored.expected)} | ${separation(decision.target ?? stored.expected)} | ${vetoed || '–'} | ${stored.seconds.toFixed(0)} | ${ok} |`,
     );
     console.log(rows.at(-1));
   }
 }
 console.log(
-  '\n| model | scan seed | true target | detected (by) | margin | agreement of restarts (detected, else true target) | flagged by the index, not found again | seconds | |',
+  '\n| model | scan seed | true target | detected (by) | margin | agreement of restarts (detected, else true target) | feature separation over the median (the same class) | flagged by the index, not confirmed | seconds | |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);
 for (const split of splits.values()) split.dispose();

@@ -5,7 +5,7 @@
 // the half-median rule"). DATA: e.g. cifar10:../shared/data/cifar10-jpeg.
 import { setNumThreads } from '../src/engine/autograd.js';
 import { subset } from '../src/data/subset.js';
-import { invertTrigger, largestCosine } from '../src/defenses/mcldef/index.js';
+import { invertTrigger, largestCosine, pooledCorrelation } from '../src/defenses/mcldef/index.js';
 import { buildModel, loadSplit } from '../src/pipeline/setup.js';
 
 const [data, weights, ...labels] = process.argv.slice(2);
@@ -23,14 +23,19 @@ for (const label of labels.map(Number)) {
   const triggers = [0, 1, 2].map((seed) =>
     invertTrigger(model, scan, label, { method: 'pattern', passes: 30, seed, dropLast: false, restart: 'difference' }),
   );
-  const pairs = (
-    [
-      [0, 1],
-      [0, 2],
-      [1, 2],
-    ] as const
-  ).map(([a, b]) => largestCosine([triggers[a]!.pattern, triggers[b]!.pattern]).toFixed(2));
-  console.log(`class ${label}: sizes ${triggers.map((t) => t.size).join(', ')}; cosines (0,1) (0,2) (1,2): ${pairs.join(', ')}`);
+  const pairs = [
+    [0, 1],
+    [0, 2],
+    [1, 2],
+  ] as const;
+  const cosines = pairs.map(([a, b]) => largestCosine([triggers[a]!.pattern, triggers[b]!.pattern]).toFixed(2));
+  const pooled = (cell: number): string =>
+    pairs
+      .map(([a, b]) => pooledCorrelation(triggers[a]!.pattern, triggers[b]!.pattern, cell).toFixed(2))
+      .join(', ');
+  console.log(
+    `class ${label}: sizes ${triggers.map((t) => t.size).join(', ')}; pairs (0,1) (0,2) (1,2): cosines ${cosines.join(', ')}; pooled correlation, 2-px cells ${pooled(2)}; 4-px cells ${pooled(4)}`,
+  );
   for (const trigger of triggers) trigger.dispose();
 }
 model.dispose();

@@ -13,8 +13,11 @@ import {
   sizeCandidates,
 } from '../../src/defenses/mcldef/detect.js';
 
-/** Scans with the given sizes and agreements (null: not restarted), no warp or signal scan. */
-function scans(sizes: number[], stability: Record<number, number> = {}): ClassScan[] {
+/**
+ * Scans with the given sizes and agreements (null: not restarted), no warp or signal scan;
+ * feature separations where given.
+ */
+function scans(sizes: number[], stability: Record<number, number> = {}, separations?: number[]): ClassScan[] {
   return sizes.map((size, label) => ({
     label,
     size,
@@ -23,7 +26,18 @@ function scans(sizes: number[], stability: Record<number, number> = {}): ClassSc
     found: true,
     warp: null,
     signal: null,
-    features: null,
+    features:
+      separations === undefined
+        ? null
+        : {
+            reach: 1,
+            stampedTightness: 0.9,
+            cleanTightness: 0.9,
+            spreadRatio: 1,
+            separation: separations[label]!,
+            nearestSeparation: separations[label]!,
+            nearestClass: label,
+          },
     stability: stability[label] ?? null,
     restartSizes: stability[label] === undefined ? [] : [size, size],
     seconds: 1,
@@ -59,13 +73,19 @@ test('decision: an easy class whose restarts wander is no backdoor; a trigger fo
   assert.deepEqual(easy.vetoed, [8]);
   assert.ok(easy.bySize.indices[8]! > 4.5, 'the index alone would flag it');
   const sentence = decisionSentence(easy, scans(cleanFashion, { 8: 0.17 }));
-  assert.match(sentence, /^No class stands out\. The size index also flagged class 8 \(index 4\.\d\d, agreement 0\.17\)/);
+  assert.match(
+    sentence,
+    /^No class stands out\. The size index also flagged class 8 \(index 4\.\d\d, agreement 0\.17\)/,
+  );
 
   const backdoor = decideTarget(scans(authors, { 5: 0.58 }));
   assert.equal(backdoor.target, 5);
   assert.equal(backdoor.flaggedBy, 'size');
   assert.ok(backdoor.margin > 1.5, `margin ${backdoor.margin}`);
-  assert.match(decisionSentence(backdoor, scans(authors, { 5: 0.58 })), /^Class 5: its inverted trigger is anomalously small/);
+  assert.match(
+    decisionSentence(backdoor, scans(authors, { 5: 0.58 })),
+    /^Class 5: its inverted trigger is anomalously small/,
+  );
 
   // The agreement threshold sits between the two.
   assert.ok(DEFAULT_MIN_STABILITY > 0.33 && DEFAULT_MIN_STABILITY < 0.58);
@@ -82,4 +102,25 @@ test('decision: a large trigger is flagged when its restarts agree, whatever its
   const sizes = [100, 104, 98, 60, 101, 97, 103, 99, 102, 96];
   assert.equal(decideTarget(scans(sizes), { restarts: 0 }).target, null);
   assert.equal(decideTarget(scans(sizes, { 3: 0.7 })).target, 3);
+});
+
+test('decision: a backdoor whose restarts keep different pixels of a large trigger is confirmed by its features', () => {
+  // The 11×11 patch model (target 3), scan seed 0: three inversions, agreement 0.02; the images
+  // its trigger stamps sit 1.36 times the median separation from class 3's clean images.
+  const sizes = [258, 172, 232, 35, 204, 244, 185, 204, 213, 148];
+  const separations = [2.31, 1.3, 1.91, 2.46, 2.0, 2.29, 1.7, 1.39, 1.72, 1.18];
+  const decision = decideTarget(scans(sizes, { 3: 0.02 }, separations));
+  assert.equal(decision.target, 3);
+  assert.ok(Math.abs(decision.separationRatios![3]! - 2.46 / ((1.72 + 1.91) / 2)) < 1e-9);
+  assert.match(
+    decisionSentence(decision, scans(sizes, { 3: 0.02 })),
+    /a cluster of their own in feature space \(separation 1\.36/,
+  );
+  // Neither confirmation: vetoed. The clean Fashion-MNIST bag class: agreement 0.27, 0.79.
+  const bag = [1.17, 0.64, 1.28, 1.01, 1.49, 0.53, 0.97, 0.99, 0.79, 1.01];
+  const easy = decideTarget(scans(cleanFashion, { 8: 0.27 }, bag));
+  assert.equal(easy.target, null);
+  assert.deepEqual(easy.vetoed, [8]);
+  // minSeparationRatio 0: the restarts alone decide.
+  assert.equal(decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0 }).target, null);
 });

@@ -251,6 +251,7 @@ test("MCLDef's presets: 'auto' precision, inversion patience, 12 epochs, the acc
     maxSizeFraction: 1,
     scanRestarts: 2,
     minStability: 0.45,
+    minSeparationRatio: 1,
     warpShift: 0.5,
     warpPasses: 10,
     signalAmplitude: 20,

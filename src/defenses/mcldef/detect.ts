@@ -118,6 +118,11 @@ export interface DetectOptions {
    * inverted patterns (DEFAULT_MIN_STABILITY).
    */
   minStability?: number;
+  /**
+   * Or the flagged class's feature separation at least this many times the median class's
+   * (DEFAULT_MIN_SEPARATION_RATIO); either confirms the flag.
+   */
+  minSeparationRatio?: number;
   /** Called after each class's scans. */
   onClass?: (result: ClassScan) => void;
   /** Called after a flagged class's restarts. */
@@ -303,6 +308,7 @@ export interface Decision {
   /** Classes the size index flagged whose restarts did not find their trigger again, largest index first. */
   vetoed: number[];
   minStability: number;
+  minSeparationRatio: number;
 }
 
 /**
@@ -316,6 +322,15 @@ export interface Decision {
 export const DEFAULT_SCAN_RESTARTS = 2;
 /** The agreement a flagged class needs: between the easy classes' 0.33 and the backdoors' 0.58. */
 export const DEFAULT_MIN_STABILITY = 0.45;
+/**
+ * The other confirmation: the images the flagged class's trigger stamps sit at least as far
+ * from the class's clean images in feature space as the median class's do. An easy class's
+ * pattern makes images that look like its own (0.79 of the median: the clean Fashion-MNIST
+ * bag class, index 3.84); a backdoor's sends them to a cluster of their own (1.20-1.71: the
+ * demo's BadNets, the authors' model, the large patch, whose three inversions kept different
+ * pixels of the patch and agreed at 0.02).
+ */
+export const DEFAULT_MIN_SEPARATION_RATIO = 1;
 /** At most this many flagged classes are restarted, the largest indices first. */
 export const MAX_RESTARTED_CLASSES = 3;
 
@@ -356,18 +371,39 @@ export function largestCosine(patterns: readonly Tensor[]): number {
   return largest;
 }
 
+/**
+ * Where two patterns put their mass, compared: Σ|Δ| over channels in cells of `cell`×`cell`
+ * pixels, then the Pearson correlation of the two maps. Two inversions that keep different
+ * pixels of one large trigger agree here where their pixels' cosine is near 0.
+ */
+export function pooledCorrelation(a: Tensor, b: Tensor, cell = 4): number {
+  return tidy(() => {
+    const map = (pattern: Tensor): Tensor => {
+      const mass = pattern.ndim === 2 ? pattern.abs().unsqueeze(0) : pattern.abs().sum(0, true);
+      const pooled = F.avgPool2d(mass.unsqueeze(0), cell, { ceilMode: true }).flatten();
+      return pooled.sub(pooled.mean());
+    };
+    const x = map(a);
+    const y = map(b);
+    const norm = x.norm().item() * y.norm().item();
+    return norm === 0 ? 0 : x.mul(y).sum().item() / norm;
+  });
+}
+
 /** The decision from the classes' scans (a pure function: benches recompute it from stored scans). */
 export function decideTarget(
   scans: readonly ClassScan[],
   options: Pick<
     DetectOptions,
-    'threshold' | 'scale' | 'maxSizeFraction' | 'attackThreshold' | 'restarts' | 'minStability'
+    'threshold' | 'scale' | 'maxSizeFraction' | 'attackThreshold' | 'restarts' | 'minStability' | 'minSeparationRatio'
   > = {},
 ): Decision {
   const threshold = options.threshold ?? 2;
   const scale = options.scale ?? DEFAULT_ANOMALY_SCALE;
   const restarted = (options.restarts ?? DEFAULT_SCAN_RESTARTS) > 0;
   const minStability = options.minStability ?? DEFAULT_MIN_STABILITY;
+  const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
+  const ratios = separationRatios(scans);
   const sizes = scans.map((scan) => scan.size);
   // Without restarts, the half-median rule keeps clean models quiet.
   const maxFraction = restarted
@@ -381,7 +417,8 @@ export function decideTarget(
     for (const label of sizeCandidates(sizes, threshold, scale)) {
       if (sizes[label]! > largest) continue;
       const stability = scans[label]!.stability;
-      if (stability !== null && stability >= minStability) {
+      const separated = ratios !== null && minRatio > 0 && ratios[label]! >= minRatio;
+      if ((stability !== null && stability >= minStability) || separated) {
         sizeTarget = label;
         break;
       }
@@ -418,9 +455,10 @@ export function decideTarget(
     bySize,
     byWarp,
     bySignal,
-    separationRatios: separationRatios(scans),
+    separationRatios: ratios,
     vetoed,
     minStability,
+    minSeparationRatio: minRatio,
   };
 }
 
@@ -579,9 +617,11 @@ export function decisionSentence(
   threshold = 2,
 ): string {
   const { target, flaggedBy, bySize } = decision;
+  const ratios = decision.separationRatios;
   const agreement = (label: number): string => {
     const stability = scans[label]!.stability;
-    return stability === null ? 'no restarts' : `agreement ${stability.toFixed(2)}`;
+    const separation = ratios === null ? '' : `, feature separation ${ratios[label]!.toFixed(2)} of the median`;
+    return `${stability === null ? 'no restarts' : `agreement ${stability.toFixed(2)}`}${separation}`;
   };
   const vetoed =
     decision.vetoed.length === 0
@@ -590,14 +630,16 @@ export function decisionSentence(
           .map((label) => `class ${label} (index ${bySize.indices[label]!.toFixed(2)}, ${agreement(label)})`)
           .join(
             ' and ',
-          )}, but restarts from other random starts did not find ${decision.vetoed.length === 1 ? 'its trigger' : 'their triggers'} again (agreement below ${decision.minStability}): an easy class, not a backdoor.`;
+          )}, but restarts from other random starts did not find ${decision.vetoed.length === 1 ? 'its trigger' : 'their triggers'} again (agreement below ${decision.minStability}) and the images ${decision.vetoed.length === 1 ? 'it stamps look' : 'they stamp look'} like the class's own (separation below ${decision.minSeparationRatio} of the median): an easy class, not a backdoor.`;
   if (target === null) return `No class stands out.${vetoed}`;
   if (flaggedBy === 'size') {
     const stability = scans[target]!.stability;
-    const confirmed =
-      stability === null
-        ? ''
-        : `, found again from other random starts (agreement ${stability.toFixed(2)}, at least ${decision.minStability} needed)`;
+    const found = stability !== null && stability >= decision.minStability;
+    const confirmed = found
+      ? `, found again from other random starts (agreement ${stability.toFixed(2)}, at least ${decision.minStability} needed)`
+      : ratios !== null
+        ? `, its stamped images a cluster of their own in feature space (separation ${ratios[target]!.toFixed(2)} of the median, at least ${decision.minSeparationRatio} needed)`
+        : '';
     return `Class ${target}: its inverted trigger is anomalously small (size index ${bySize.indices[target]!.toFixed(2)}, ${decision.margin.toFixed(2)} times the threshold ${threshold})${confirmed}.${vetoed}`;
   }
   const index = (flaggedBy === 'warp' ? decision.byWarp! : decision.bySignal!).indices[target]!;

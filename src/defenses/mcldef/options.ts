@@ -7,6 +7,7 @@ import {
   type AnomalyScale,
   DEFAULT_ANOMALY_SCALE,
   DEFAULT_MAX_SIZE_FRACTION,
+  DEFAULT_MIN_SEPARATION_RATIO,
   DEFAULT_MIN_STABILITY,
   DEFAULT_SCAN_RESTARTS,
   DEFAULT_SCAN_PASSES,
@@ -56,6 +57,7 @@ export interface McldefOptions {
   maxSizeFraction: number;
   scanRestarts: number;
   minStability: number;
+  minSeparationRatio: number;
   warpShift: number;
   warpPasses: number;
   signalAmplitude: number;
@@ -120,7 +122,14 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     max: 1,
     default: DEFAULT_MIN_STABILITY,
     group: 'scan',
-    help: "detection: the largest cosine between two of a flagged class's inverted patterns must reach this for the flag to count",
+    help: "detection: a flagged class counts if the largest cosine between two of its inverted patterns reaches this, or (next option) if its trigger's images form a cluster of their own",
+  },
+  minSeparationRatio: {
+    type: 'number',
+    min: 0,
+    default: DEFAULT_MIN_SEPARATION_RATIO,
+    group: 'scan',
+    help: "detection: or if the images its trigger stamps sit at least this many times the median class's distance from the class's clean images in feature space (0: restarts alone)",
   },
   maxSizeFraction: {
     type: 'number',
@@ -286,6 +295,7 @@ export function scanOptions(options: McldefOptions, seed: number): DetectOptions
     maxSizeFraction: options.maxSizeFraction,
     restarts: options.scanRestarts,
     minStability: options.minStability,
+    minSeparationRatio: options.minSeparationRatio,
     warpShift: options.warpShift,
     warpPasses: options.warpPasses,
     signalAmplitude: options.signalAmplitude,
