@@ -404,21 +404,23 @@ export function decideTarget(
   const minStability = options.minStability ?? DEFAULT_MIN_STABILITY;
   const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
   const ratios = separationRatios(scans);
+  const separates = minRatio > 0 && ratios !== null;
+  // Nothing to confirm a candidate with: the half-median rule keeps clean models quiet.
+  const confirming = restarted || separates;
   const sizes = scans.map((scan) => scan.size);
-  // Without restarts, the half-median rule keeps clean models quiet.
-  const maxFraction = restarted
+  const maxFraction = confirming
     ? (options.maxSizeFraction ?? 1)
     : Math.min(options.maxSizeFraction ?? 1, DEFAULT_MAX_SIZE_FRACTION);
   const indexOnly = flagTarget(sizes, threshold, scale, maxFraction);
   const vetoed: number[] = [];
-  let sizeTarget: number | null = restarted ? null : indexOnly.target;
-  if (restarted) {
+  let sizeTarget: number | null = confirming ? null : indexOnly.target;
+  if (confirming) {
     const largest = maxFraction * medianOf(sizes);
     for (const label of sizeCandidates(sizes, threshold, scale)) {
       if (sizes[label]! > largest) continue;
       const stability = scans[label]!.stability;
-      const separated = ratios !== null && minRatio > 0 && ratios[label]! >= minRatio;
-      if ((stability !== null && stability >= minStability) || separated) {
+      const found = restarted && stability !== null && stability >= minStability;
+      if (found || (separates && ratios[label]! >= minRatio)) {
         sizeTarget = label;
         break;
       }
