@@ -30,9 +30,7 @@ for (const label of labels.map(Number)) {
   ] as const;
   const cosines = pairs.map(([a, b]) => largestCosine([triggers[a]!.pattern, triggers[b]!.pattern]).toFixed(2));
   const pooled = (cell: number): string =>
-    pairs
-      .map(([a, b]) => pooledCorrelation(triggers[a]!.pattern, triggers[b]!.pattern, cell).toFixed(2))
-      .join(', ');
+    pairs.map(([a, b]) => pooledCorrelation(triggers[a]!.pattern, triggers[b]!.pattern, cell).toFixed(2)).join(', ');
   console.log(
     `class ${label}: sizes ${triggers.map((t) => t.size).join(', ')}; pairs (0,1) (0,2) (1,2): cosines ${cosines.join(', ')}; pooled correlation, 2-px cells ${pooled(2)}; 4-px cells ${pooled(4)}`,
   );

@@ -39,8 +39,9 @@ function write(name: string, pixel: (x: number, y: number) => [number, number, n
 /** A mask image from a predicate, and a trigger of random saturated colours (seeded). */
 function trigger(name: string, inside: (x: number, y: number) => boolean, seed: number): number {
   const random = generator(seed);
-  const colours = Array.from({ length: SIZE * SIZE }, () =>
-    [0, 0, 0].map(() => (random() < 0.5 ? 0 : 255)) as [number, number, number],
+  const colours = Array.from(
+    { length: SIZE * SIZE },
+    () => [0, 0, 0].map(() => (random() < 0.5 ? 0 : 255)) as [number, number, number],
   );
   let count = 0;
   write(`${name}-mask`, (x, y) => {

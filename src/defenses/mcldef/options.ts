@@ -137,7 +137,7 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     max: 1,
     default: 1,
     group: 'scan',
-    help: `detection: a flagged trigger must also be at most this fraction of the classes' median trigger size (1: no such rule; with --scan-restarts 0 at most ${DEFAULT_MAX_SIZE_FRACTION})`,
+    help: `detection: a flagged trigger must also be at most this fraction of the classes' median trigger size (1: no such rule; where nothing confirms a flag, at most ${DEFAULT_MAX_SIZE_FRACTION})`,
   },
   warpShift: {
     type: 'number',
