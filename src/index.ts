@@ -27,9 +27,12 @@ export type { Trigger } from './attacks/trigger.js';
 export {
   invertTrigger,
   detectBackdoor,
+  decideTarget,
+  type ClassScan,
   purify,
   type InvertedTrigger,
   type InversionOptions,
   type DetectionResult,
+  type Decision,
   type PurifyOptions,
 } from './defenses/mcldef/index.js';
