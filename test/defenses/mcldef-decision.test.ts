@@ -109,7 +109,8 @@ test('decision: a backdoor whose restarts keep different pixels of a large trigg
   // its trigger stamps sit 1.36 times the median separation from class 3's clean images.
   const sizes = [258, 172, 232, 35, 204, 244, 185, 204, 213, 148];
   const separations = [2.31, 1.3, 1.91, 2.46, 2.0, 2.29, 1.7, 1.39, 1.72, 1.18];
-  const decision = decideTarget(scans(sizes, { 3: 0.02 }, separations));
+  // Its index, 7.88, would need no confirmation: take that route away to see this one.
+  const decision = decideTarget(scans(sizes, { 3: 0.02 }, separations), { strongIndex: Infinity });
   assert.equal(decision.target, 3);
   assert.ok(Math.abs(decision.separationRatios![3]! - 2.46 / ((1.72 + 1.91) / 2)) < 1e-9);
   assert.match(
@@ -122,5 +123,23 @@ test('decision: a backdoor whose restarts keep different pixels of a large trigg
   assert.equal(easy.target, null);
   assert.deepEqual(easy.vetoed, [8]);
   // minSeparationRatio 0: the restarts alone decide.
-  assert.equal(decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0 }).target, null);
+  assert.equal(
+    decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0, strongIndex: Infinity }).target,
+    null,
+  );
+  assert.equal(decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0 }).target, 3);
+});
+
+test('decision: a size index of 6 or more needs no confirmation (the border frame, 24.14)', () => {
+  // The one-pixel border frame (target 7), scan seed 0: agreement 0.00, separation 0.72.
+  const sizes = [781, 968, 990, 954, 810, 955, 708, 14, 722, 910];
+  const separations = [2.33, 2.06, 1.98, 2.4, 3.35, 3.05, 1.69, 1.7, 4.27, 2.4];
+  const decision = decideTarget(scans(sizes, { 7: 0 }, separations));
+  assert.equal(decision.target, 7);
+  assert.ok(decision.bySize.indices[7]! > 24 && decision.margin > 12);
+  assert.match(decisionSentence(decision, scans(sizes)), /needs no confirmation \(index 6 or more\)/);
+  assert.equal(decideTarget(scans(sizes, { 7: 0 }, separations), { strongIndex: 30 }).target, null);
+  // The easy bag class stays below it.
+  assert.equal(decideTarget(scans(cleanFashion, { 8: 0.27 }), { strongIndex: 4.5 }).target, 8);
+  assert.equal(decideTarget(scans(cleanFashion, { 8: 0.27 })).target, null);
 });

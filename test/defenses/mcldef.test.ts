@@ -283,13 +283,22 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   const sorted = detection.classes.map((c) => c.size).sort((a, b) => a - b);
   const medianSize = (sorted[1]! + sorted[2]!) / 2;
   for (const c of detection.classes) close(c.sizeFraction, c.size / medianSize, 1e-12);
-  assert.ok(
-    detection.classes[2]!.stability! >= DEFAULT_MIN_STABILITY,
-    `restarts find the trigger again: agreement ${detection.classes[2]!.stability}`,
-  );
-  assert.equal(detection.classes[2]!.restartSizes.length, 2);
+  assert.match(detection.decidedBy, /needs no confirmation/, 'index 36.78: no restarts needed');
+  assert.equal(detection.classes[2]!.stability, null);
+  // With the other confirmations taken away, the flagged class, and it alone, is restarted.
+  const restarted = detectBackdoor(model, clean, {
+    scanPasses: 15,
+    scanImages: 200,
+    seed: 1,
+    strongIndex: Infinity,
+    minSeparationRatio: 0,
+  });
+  assert.equal(restarted.classes[2]!.restartSizes.length, 2);
+  const agreement = restarted.classes[2]!.stability!;
+  assert.ok(agreement >= -1 && agreement <= 1);
+  assert.equal(restarted.target, agreement >= DEFAULT_MIN_STABILITY ? 2 : null);
   for (const label of [0, 1, 3])
-    assert.equal(detection.classes[label]!.stability, null, 'only flagged classes restart');
+    assert.equal(restarted.classes[label]!.stability, null, 'only flagged classes restart');
   assert.equal(detection.flaggedBy, 'size');
   assert.match(detection.decidedBy, /^Class 2: its inverted trigger is anomalously small/);
   // The inversion's random start, whatever the scan drew before it. On this toy the

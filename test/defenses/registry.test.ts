@@ -252,6 +252,7 @@ test("MCLDef's presets: 'auto' precision, inversion patience, 12 epochs, the acc
     scanRestarts: 2,
     minStability: 0.45,
     minSeparationRatio: 1,
+    strongIndex: 6,
     warpShift: 0.5,
     warpPasses: 10,
     signalAmplitude: 20,

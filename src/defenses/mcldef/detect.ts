@@ -123,6 +123,8 @@ export interface DetectOptions {
    * (DEFAULT_MIN_SEPARATION_RATIO); either confirms the flag.
    */
   minSeparationRatio?: number;
+  /** A flagged class whose size index reaches this needs no confirmation (DEFAULT_STRONG_INDEX). */
+  strongIndex?: number;
   /** Called after each class's scans. */
   onClass?: (result: ClassScan) => void;
   /** Called after a flagged class's restarts. */
@@ -309,6 +311,7 @@ export interface Decision {
   vetoed: number[];
   minStability: number;
   minSeparationRatio: number;
+  strongIndex: number;
 }
 
 /**
@@ -331,6 +334,13 @@ export const DEFAULT_MIN_STABILITY = 0.45;
  * pixels of the patch and agreed at 0.02).
  */
 export const DEFAULT_MIN_SEPARATION_RATIO = 1;
+/**
+ * A size index this large needs no confirmation. The easy clean classes the index flagged
+ * reached 3.84-4.70 (the bag class of clean Fashion-MNIST models); the one-pixel border
+ * frame's target reached 24.14 (size 14 against a median of 860), though its restarts kept
+ * different pixels of the frame (agreement 0.00) and its images did not separate (0.72).
+ */
+export const DEFAULT_STRONG_INDEX = 6;
 /** At most this many flagged classes are restarted, the largest indices first. */
 export const MAX_RESTARTED_CLASSES = 3;
 
@@ -395,7 +405,14 @@ export function decideTarget(
   scans: readonly ClassScan[],
   options: Pick<
     DetectOptions,
-    'threshold' | 'scale' | 'maxSizeFraction' | 'attackThreshold' | 'restarts' | 'minStability' | 'minSeparationRatio'
+    | 'threshold'
+    | 'scale'
+    | 'maxSizeFraction'
+    | 'attackThreshold'
+    | 'restarts'
+    | 'minStability'
+    | 'minSeparationRatio'
+    | 'strongIndex'
   > = {},
 ): Decision {
   const threshold = options.threshold ?? 2;
@@ -405,6 +422,7 @@ export function decideTarget(
   const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
   const ratios = separationRatios(scans);
   const separates = minRatio > 0 && ratios !== null;
+  const strongIndex = options.strongIndex ?? DEFAULT_STRONG_INDEX;
   // Nothing to confirm a candidate with: the half-median rule keeps clean models quiet.
   const confirming = restarted || separates;
   const sizes = scans.map((scan) => scan.size);
@@ -420,7 +438,8 @@ export function decideTarget(
       if (sizes[label]! > largest) continue;
       const stability = scans[label]!.stability;
       const found = restarted && stability !== null && stability >= minStability;
-      if (found || (separates && ratios[label]! >= minRatio)) {
+      const strong = indexOnly.indices[label]! >= strongIndex;
+      if (strong || found || (separates && ratios[label]! >= minRatio)) {
         sizeTarget = label;
         break;
       }
@@ -461,6 +480,7 @@ export function decideTarget(
     vetoed,
     minStability,
     minSeparationRatio: minRatio,
+    strongIndex,
   };
 }
 
@@ -556,11 +576,19 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
     }
     const restarts = options.restarts ?? DEFAULT_SCAN_RESTARTS;
     if (restarts > 0) {
-      const flagged = sizeCandidates(
-        scans.map((scan) => scan.size),
-        options.threshold ?? 2,
-        options.scale ?? DEFAULT_ANOMALY_SCALE,
-      ).slice(0, MAX_RESTARTED_CLASSES);
+      // Restarts only where nothing cheaper confirms the candidate already.
+      const sizes = scans.map((scan) => scan.size);
+      const scale = options.scale ?? DEFAULT_ANOMALY_SCALE;
+      const { indices } = flagTarget(sizes, options.threshold ?? 2, scale);
+      const ratios = separationRatios(scans);
+      const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
+      const flagged = sizeCandidates(sizes, options.threshold ?? 2, scale)
+        .slice(0, MAX_RESTARTED_CLASSES)
+        .filter(
+          (label) =>
+            indices[label]! < (options.strongIndex ?? DEFAULT_STRONG_INDEX) &&
+            !(ratios !== null && minRatio > 0 && ratios[label]! >= minRatio),
+        );
       for (const label of flagged) {
         const restartStart = performance.now();
         const found: Tensor[] = [];
@@ -632,16 +660,19 @@ export function decisionSentence(
           .map((label) => `class ${label} (index ${bySize.indices[label]!.toFixed(2)}, ${agreement(label)})`)
           .join(
             ' and ',
-          )}, but restarts from other random starts did not find ${decision.vetoed.length === 1 ? 'its trigger' : 'their triggers'} again (agreement below ${decision.minStability}) and the images ${decision.vetoed.length === 1 ? 'it stamps look' : 'they stamp look'} like the class's own (separation below ${decision.minSeparationRatio} of the median): an easy class, not a backdoor.`;
+          )}, but restarts from other random starts did not find ${decision.vetoed.length === 1 ? 'its trigger' : 'their triggers'} again (agreement below ${decision.minStability}) and the images ${decision.vetoed.length === 1 ? 'it stamps look' : 'they stamp look'} like the class's own (separation below ${decision.minSeparationRatio} of the median), and ${decision.vetoed.length === 1 ? 'its index is' : 'their indices are'} below ${decision.strongIndex}: an easy class, not a backdoor.`;
   if (target === null) return `No class stands out.${vetoed}`;
   if (flaggedBy === 'size') {
     const stability = scans[target]!.stability;
     const found = stability !== null && stability >= decision.minStability;
-    const confirmed = found
-      ? `, found again from other random starts (agreement ${stability.toFixed(2)}, at least ${decision.minStability} needed)`
-      : ratios !== null
-        ? `, its stamped images a cluster of their own in feature space (separation ${ratios[target]!.toFixed(2)} of the median, at least ${decision.minSeparationRatio} needed)`
-        : '';
+    const confirmed =
+      bySize.indices[target]! >= decision.strongIndex
+        ? `, so small that it needs no confirmation (index ${decision.strongIndex} or more)`
+        : found
+          ? `, found again from other random starts (agreement ${stability.toFixed(2)}, at least ${decision.minStability} needed)`
+          : ratios !== null
+            ? `, its stamped images a cluster of their own in feature space (separation ${ratios[target]!.toFixed(2)} of the median, at least ${decision.minSeparationRatio} needed)`
+            : '';
     return `Class ${target}: its inverted trigger is anomalously small (size index ${bySize.indices[target]!.toFixed(2)}, ${decision.margin.toFixed(2)} times the threshold ${threshold})${confirmed}.${vetoed}`;
   }
   const index = (flaggedBy === 'warp' ? decision.byWarp! : decision.bySignal!).indices[target]!;

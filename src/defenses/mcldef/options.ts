@@ -9,6 +9,7 @@ import {
   DEFAULT_MAX_SIZE_FRACTION,
   DEFAULT_MIN_SEPARATION_RATIO,
   DEFAULT_MIN_STABILITY,
+  DEFAULT_STRONG_INDEX,
   DEFAULT_SCAN_RESTARTS,
   DEFAULT_SCAN_PASSES,
   type DetectOptions,
@@ -58,6 +59,7 @@ export interface McldefOptions {
   scanRestarts: number;
   minStability: number;
   minSeparationRatio: number;
+  strongIndex: number;
   warpShift: number;
   warpPasses: number;
   signalAmplitude: number;
@@ -123,6 +125,13 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     default: DEFAULT_MIN_STABILITY,
     group: 'scan',
     help: "detection: a flagged class counts if the largest cosine between two of its inverted patterns reaches this, or (next option) if its trigger's images form a cluster of their own",
+  },
+  strongIndex: {
+    type: 'number',
+    min: 0,
+    default: DEFAULT_STRONG_INDEX,
+    group: 'scan',
+    help: 'detection: a class whose size index reaches this is flagged without the confirmations of the two options above',
   },
   minSeparationRatio: {
     type: 'number',
@@ -296,6 +305,7 @@ export function scanOptions(options: McldefOptions, seed: number): DetectOptions
     restarts: options.scanRestarts,
     minStability: options.minStability,
     minSeparationRatio: options.minSeparationRatio,
+    strongIndex: options.strongIndex,
     warpShift: options.warpShift,
     warpPasses: options.warpPasses,
     signalAmplitude: options.signalAmplitude,
