@@ -64,7 +64,7 @@ function detectionTable(detection: DefenseReport['detection'], target: number | 
 <table><tr><th>class</th><th>trigger size</th><th>size index</th><th>agreement of restarts</th><th>feature separation</th><th>over the median</th><th>warp index</th><th>signal index</th></tr>
 ${rows}
 </table>
-<p class="muted">A class is flagged where its inverted trigger is anomalously small (size index above 2) and inversions from other random starts find it again (agreement: the largest cosine between two of its patterns, at least 0.45), or where a warp or stripe reaches it anomalously easily (warp or signal index above 2). Feature separation: how far the images its trigger stamps sit from the class's clean images in feature space, in units of their spread (reported, not decided on). ${escape(decided)}</p>`;
+<p class="muted">A class is flagged where its inverted trigger is anomalously small (size index above 2) and inversions from other random starts find it again (agreement: the largest cosine between two of its patterns, at least 0.5), or its trigger's images sit apart from the class's clean ones in feature space (separation at least the median's), or its trigger is at most a tenth of the median size, or where a warp or stripe reaches it anomalously easily (warp or signal index above 2). Feature separation: how far the images its trigger stamps sit from the class's clean images in feature space, in units of their spread. ${escape(decided)}</p>`;
 }
 
 /** A line on the clean-accuracy guard, if it was on. */

@@ -88,8 +88,8 @@ test('decision: an easy class whose restarts wander is no backdoor; a trigger fo
   );
 
   // The agreement threshold sits between the two.
-  assert.ok(DEFAULT_MIN_STABILITY > 0.33 && DEFAULT_MIN_STABILITY < 0.58);
-  assert.equal(decideTarget(scans(authors, { 5: 0.4 })).target, null);
+  assert.ok(DEFAULT_MIN_STABILITY > 0.47 && DEFAULT_MIN_STABILITY < 0.56);
+  assert.equal(decideTarget(scans(authors, { 5: 0.47 })).target, null);
   // Without restarts the half-median rule decides: 25 is 0.2 of the median, 64 is 0.41.
   assert.equal(decideTarget(scans(authors), { restarts: 0 }).target, 5);
   assert.equal(decideTarget(scans(cleanFashion), { restarts: 0 }).target, 8);
@@ -109,8 +109,7 @@ test('decision: a backdoor whose restarts keep different pixels of a large trigg
   // its trigger stamps sit 1.36 times the median separation from class 3's clean images.
   const sizes = [258, 172, 232, 35, 204, 244, 185, 204, 213, 148];
   const separations = [2.31, 1.3, 1.91, 2.46, 2.0, 2.29, 1.7, 1.39, 1.72, 1.18];
-  // Its index, 7.88, would need no confirmation: take that route away to see this one.
-  const decision = decideTarget(scans(sizes, { 3: 0.02 }, separations), { strongIndex: Infinity });
+  const decision = decideTarget(scans(sizes, { 3: 0.02 }, separations), {});
   assert.equal(decision.target, 3);
   assert.ok(Math.abs(decision.separationRatios![3]! - 2.46 / ((1.72 + 1.91) / 2)) < 1e-9);
   assert.match(
@@ -123,23 +122,29 @@ test('decision: a backdoor whose restarts keep different pixels of a large trigg
   assert.equal(easy.target, null);
   assert.deepEqual(easy.vetoed, [8]);
   // minSeparationRatio 0: the restarts alone decide.
-  assert.equal(
-    decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0, strongIndex: Infinity }).target,
-    null,
-  );
-  assert.equal(decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0 }).target, 3);
+  assert.equal(decideTarget(scans(sizes, { 3: 0.02 }, separations), { minSeparationRatio: 0 }).target, null);
 });
 
-test('decision: a size index of 6 or more needs no confirmation (the border frame, 24.14)', () => {
+test('decision: a trigger at most a tenth of the median size needs no confirmation (the border frame, 0.016)', () => {
   // The one-pixel border frame (target 7), scan seed 0: agreement 0.00, separation 0.72.
   const sizes = [781, 968, 990, 954, 810, 955, 708, 14, 722, 910];
   const separations = [2.33, 2.06, 1.98, 2.4, 3.35, 3.05, 1.69, 1.7, 4.27, 2.4];
   const decision = decideTarget(scans(sizes, { 7: 0 }, separations));
   assert.equal(decision.target, 7);
   assert.ok(decision.bySize.indices[7]! > 24 && decision.margin > 12);
-  assert.match(decisionSentence(decision, scans(sizes)), /needs no confirmation \(index 6 or more\)/);
-  assert.equal(decideTarget(scans(sizes, { 7: 0 }, separations), { strongIndex: 30 }).target, null);
-  // The easy bag class stays below it.
-  assert.equal(decideTarget(scans(cleanFashion, { 8: 0.27 }), { strongIndex: 4.5 }).target, 8);
-  assert.equal(decideTarget(scans(cleanFashion, { 8: 0.27 })).target, null);
+  assert.match(
+    decisionSentence(decision, scans(sizes)),
+    /needs no confirmation \(0\.016 of the median size, at most 0\.1\)/,
+  );
+  assert.equal(decideTarget(scans(sizes, { 7: 0 }, separations), { strongSizeFraction: 0 }).target, null);
+  // The clean Fashion-MNIST bag class of seed 4: index 12.97 (sizes tightly clustered), but
+  // its trigger is 0.25 of the median and its images look like bags (0.92): no backdoor.
+  // Measured: class 1 (trousers, index 3.52) restarted with agreement 0.47, the most any easy
+  // class reached; classes 8 and 5 were not restarted in that scan.
+  const bags = [189, 125, 185, 180, 245, 82, 188, 167, 45, 193];
+  const bagSeparations = [2.457, 1.001, 2.819, 1.7, 2.808, 1.075, 2.046, 2.201, 1.754, 1.732];
+  const easy = decideTarget(scans(bags, { 1: 0.47 }, bagSeparations));
+  assert.ok(easy.bySize.indices[8]! > 12);
+  assert.equal(easy.target, null);
+  assert.deepEqual(easy.vetoed, [8, 5, 1]);
 });

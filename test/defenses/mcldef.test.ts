@@ -283,14 +283,14 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   const sorted = detection.classes.map((c) => c.size).sort((a, b) => a - b);
   const medianSize = (sorted[1]! + sorted[2]!) / 2;
   for (const c of detection.classes) close(c.sizeFraction, c.size / medianSize, 1e-12);
-  assert.match(detection.decidedBy, /needs no confirmation/, 'index 36.78: no restarts needed');
+  assert.match(detection.decidedBy, /needs no confirmation/, 'size 29 of a median 140: no restarts needed');
   assert.equal(detection.classes[2]!.stability, null);
   // With the other confirmations taken away, the flagged class, and it alone, is restarted.
   const restarted = detectBackdoor(model, clean, {
     scanPasses: 15,
     scanImages: 200,
     seed: 1,
-    strongIndex: Infinity,
+    strongSizeFraction: 0,
     minSeparationRatio: 0,
   });
   assert.equal(restarted.classes[2]!.restartSizes.length, 2);

@@ -9,7 +9,7 @@ import {
   DEFAULT_MAX_SIZE_FRACTION,
   DEFAULT_MIN_SEPARATION_RATIO,
   DEFAULT_MIN_STABILITY,
-  DEFAULT_STRONG_INDEX,
+  DEFAULT_STRONG_SIZE_FRACTION,
   DEFAULT_SCAN_RESTARTS,
   DEFAULT_SCAN_PASSES,
   type DetectOptions,
@@ -59,7 +59,7 @@ export interface McldefOptions {
   scanRestarts: number;
   minStability: number;
   minSeparationRatio: number;
-  strongIndex: number;
+  strongSizeFraction: number;
   warpShift: number;
   warpPasses: number;
   signalAmplitude: number;
@@ -126,12 +126,13 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     group: 'scan',
     help: "detection: a flagged class counts if the largest cosine between two of its inverted patterns reaches this, or (next option) if its trigger's images form a cluster of their own",
   },
-  strongIndex: {
+  strongSizeFraction: {
     type: 'number',
     min: 0,
-    default: DEFAULT_STRONG_INDEX,
+    max: 1,
+    default: DEFAULT_STRONG_SIZE_FRACTION,
     group: 'scan',
-    help: 'detection: a class whose size index reaches this is flagged without the confirmations of the two options above',
+    help: "detection: a flagged class whose trigger is at most this fraction of the classes' median trigger size needs neither confirmation (0: every flag needs one)",
   },
   minSeparationRatio: {
     type: 'number',
@@ -305,7 +306,7 @@ export function scanOptions(options: McldefOptions, seed: number): DetectOptions
     restarts: options.scanRestarts,
     minStability: options.minStability,
     minSeparationRatio: options.minSeparationRatio,
-    strongIndex: options.strongIndex,
+    strongSizeFraction: options.strongSizeFraction,
     warpShift: options.warpShift,
     warpPasses: options.warpPasses,
     signalAmplitude: options.signalAmplitude,
