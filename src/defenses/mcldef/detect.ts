@@ -591,7 +591,6 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
       // Restarts only where nothing cheaper confirms the candidate already.
       const sizes = scans.map((scan) => scan.size);
       const scale = options.scale ?? DEFAULT_ANOMALY_SCALE;
-      const { indices } = flagTarget(sizes, options.threshold ?? 2, scale);
       const ratios = separationRatios(scans);
       const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
       const flagged = sizeCandidates(sizes, options.threshold ?? 2, scale)
