@@ -274,7 +274,16 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   const before = evaluate(model, testSplit, { normalization: testSplit.normalization, trigger: attack });
   assert.ok(before.asr > 90, `the backdoor took: ASR ${before.asr}`);
   const clean = subset(train, 0.25, { seed: 5 });
-  const detection = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1 });
+  // On this toy (4 classes, a 15-pass scan) the backdoor's trigger is 0.21 of the median, its
+  // images separate less than the median class's (0.66) and its restarts agree at 0.49: just
+  // below the default 0.5, which a clean Fashion-MNIST class reached 0.47 against. The default
+  // decision vetoes it (checked below). The scan's random starts come from the generator, so
+  // a second scan differs; with 0.45 it finds the target.
+  const vetoed = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1 });
+  assert.equal(vetoed.target, null);
+  assert.deepEqual(vetoed.vetoed, [2]);
+  assert.ok(vetoed.classes[2]!.stability! > 0.45 && vetoed.classes[2]!.stability! < DEFAULT_MIN_STABILITY);
+  const detection = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1, minStability: 0.45 });
   console.log(
     `detect: sizes ${detection.classes.map((c) => c.size).join(', ')}; indices ${detection.classes.map((c) => c.anomalyIndex.toFixed(2)).join(', ')}; agreement ${detection.classes.map((c) => c.stability?.toFixed(2)).join(', ')}`,
   );
@@ -283,8 +292,6 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   const sorted = detection.classes.map((c) => c.size).sort((a, b) => a - b);
   const medianSize = (sorted[1]! + sorted[2]!) / 2;
   for (const c of detection.classes) close(c.sizeFraction, c.size / medianSize, 1e-12);
-  assert.match(detection.decidedBy, /needs no confirmation/, 'size 29 of a median 140: no restarts needed');
-  assert.equal(detection.classes[2]!.stability, null);
   // With the other confirmations taken away, the flagged class, and it alone, is restarted.
   const restarted = detectBackdoor(model, clean, {
     scanPasses: 15,

@@ -328,8 +328,9 @@ export interface Decision {
 export const DEFAULT_SCAN_RESTARTS = 2;
 /**
  * The agreement a flagged class needs. Easy clean classes reached up to 0.47 (the trouser class
- * of a clean Fashion-MNIST model; its bag class 0.40), backdoors 0.49-0.73 where this was the
- * confirmation that held (the demo's BadNets 0.56-0.73, the tests' synthetic backdoor 0.49):
+ * of a clean Fashion-MNIST model; its bag class 0.40), backdoors 0.49-0.73 (the demo's BadNets
+ * 0.56-0.73; the tests' synthetic backdoor 0.49, which this threshold misses where nothing else
+ * confirms it):
  * a thin line, which the feature separation and the strong size fraction back up.
  */
 export const DEFAULT_MIN_STABILITY = 0.5;
