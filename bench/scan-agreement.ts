@@ -5,8 +5,30 @@
 // the half-median rule"). DATA: e.g. cifar10:../shared/data/cifar10-jpeg.
 import { setNumThreads } from '../src/engine/autograd.js';
 import { subset } from '../src/data/subset.js';
-import { invertTrigger, largestCosine, pooledCorrelation } from '../src/defenses/mcldef/index.js';
+import * as F from '../src/engine/functional.js';
+import { tidy } from '../src/engine/scope.js';
+import type { Tensor } from '../src/engine/tensor.js';
+import { invertTrigger, largestCosine } from '../src/defenses/mcldef/index.js';
 import { buildModel, loadSplit } from '../src/pipeline/setup.js';
+
+/**
+ * Where two patterns put their mass, compared: Σ|Δ| over channels in cells of `cell`×`cell`
+ * pixels, then the Pearson correlation of the two maps. Two inversions that keep different
+ * pixels of one large trigger agree here where their pixels' cosine is near 0.
+ */
+function pooledCorrelation(a: Tensor, b: Tensor, cell = 4): number {
+  return tidy(() => {
+    const map = (pattern: Tensor): Tensor => {
+      const mass = pattern.ndim === 2 ? pattern.abs().unsqueeze(0) : pattern.abs().sum(0, true);
+      const pooled = F.avgPool2d(mass.unsqueeze(0), cell, { ceilMode: true }).flatten();
+      return pooled.sub(pooled.mean());
+    };
+    const x = map(a);
+    const y = map(b);
+    const norm = x.norm().item() * y.norm().item();
+    return norm === 0 ? 0 : x.mul(y).sum().item() / norm;
+  });
+}
 
 const [data, weights, ...labels] = process.argv.slice(2);
 if (data === undefined || weights === undefined || labels.length === 0) {

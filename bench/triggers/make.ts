@@ -6,20 +6,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 
+import { seededRandom } from '../../src/data/rng.js';
+
 const SIZE = 32;
 const here = fileURLToPath(new URL('.', import.meta.url));
-
-/** mulberry32: a small seeded generator, so the images are the same on every machine. */
-function generator(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function write(name: string, pixel: (x: number, y: number) => [number, number, number]): void {
   const png = new PNG({ width: SIZE, height: SIZE });
@@ -38,7 +28,7 @@ function write(name: string, pixel: (x: number, y: number) => [number, number, n
 
 /** A mask image from a predicate, and a trigger of random saturated colours (seeded). */
 function trigger(name: string, inside: (x: number, y: number) => boolean, seed: number): number {
-  const random = generator(seed);
+  const random = seededRandom(seed);
   const colours = Array.from(
     { length: SIZE * SIZE },
     () => [0, 0, 0].map(() => (random() < 0.5 ? 0 : 255)) as [number, number, number],
@@ -58,7 +48,7 @@ const large = trigger('large', (x, y) => x >= 17 && x < 28 && y >= 5 && y < 16, 
 // A one-pixel frame along the border (124 pixels).
 const border = trigger('border', (x, y) => x === 0 || y === 0 || x === SIZE - 1 || y === SIZE - 1, 12);
 // 25 pixels scattered over the whole image.
-const scatterRandom = generator(13);
+const scatterRandom = seededRandom(13);
 const scattered = new Set<number>();
 while (scattered.size < 25) scattered.add(Math.floor(scatterRandom() * SIZE * SIZE));
 const scatter = trigger('scattered', (x, y) => scattered.has(y * SIZE + x), 14);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { type Tensor, liveTensorCount, manualSeed, noGrad, setNumThreads, tensor, tidy } from '../../src/index.js';
 import type { Trigger } from '../../src/attacks/trigger.js';
 import { normalize, toUnitRange } from '../../src/data/normalization.js';
-import { featureEvidence, isClassifier } from '../../src/defenses/mcldef/evidence.js';
+import { cleanFeatureStats, featureEvidence, isClassifier } from '../../src/defenses/mcldef/evidence.js';
 import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
 
 type Rows = number[][];
@@ -46,6 +46,10 @@ test('feature evidence: reach, tightness, spread ratio and separations as comput
   const label = 2;
   const evidence = featureEvidence(model, split, label, shift);
   assert.equal(model.training, true, 'the training flag is restored');
+  // The scan computes the clean classes' statistics once and passes them in: the same values.
+  const precomputed = cleanFeatureStats(model, split);
+  assert.deepEqual(featureEvidence(model, split, label, shift, 'float32', precomputed), evidence);
+  precomputed.dispose();
 
   model.eval();
   const featuresOf = (stamp: boolean, members: (y: number) => boolean): { rows: Rows; predicted: number[] } =>
@@ -111,6 +115,9 @@ test('feature evidence frees every tensor it makes', () => {
   featureEvidence(model, split, 0, shift);
   const before = liveTensorCount();
   for (let label = 0; label < 4; label++) featureEvidence(model, split, label, shift);
+  const stats = cleanFeatureStats(model, split);
+  for (let label = 0; label < 4; label++) featureEvidence(model, split, label, shift, 'float32', stats);
+  stats.dispose();
   assert.equal(liveTensorCount(), before);
   model.dispose();
   split.dispose();

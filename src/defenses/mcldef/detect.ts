@@ -14,7 +14,13 @@ import type { Tensor } from '../../engine/tensor.js';
 import type { ImageSplit } from '../../data/dataset.js';
 import { subset } from '../../data/subset.js';
 import type { Module } from '../../nn/module.js';
-import { type FeatureEvidence, featureEvidence, isClassifier } from './evidence.js';
+import {
+  type CleanFeatureStats,
+  type FeatureEvidence,
+  cleanFeatureStats,
+  featureEvidence,
+  isClassifier,
+} from './evidence.js';
 import { invertTrigger } from './invert.js';
 import type { InvertedTrigger } from './trigger.js';
 import { DEFAULT_WARP_PASSES, DEFAULT_WARP_SHIFT, fitWarp } from './warp.js';
@@ -393,25 +399,6 @@ export function largestCosine(patterns: readonly Tensor[]): number {
   return largest;
 }
 
-/**
- * Where two patterns put their mass, compared: Σ|Δ| over channels in cells of `cell`×`cell`
- * pixels, then the Pearson correlation of the two maps. Two inversions that keep different
- * pixels of one large trigger agree here where their pixels' cosine is near 0.
- */
-export function pooledCorrelation(a: Tensor, b: Tensor, cell = 4): number {
-  return tidy(() => {
-    const map = (pattern: Tensor): Tensor => {
-      const mass = pattern.ndim === 2 ? pattern.abs().unsqueeze(0) : pattern.abs().sum(0, true);
-      const pooled = F.avgPool2d(mass.unsqueeze(0), cell, { ceilMode: true }).flatten();
-      return pooled.sub(pooled.mean());
-    };
-    const x = map(a);
-    const y = map(b);
-    const norm = x.norm().item() * y.norm().item();
-    return norm === 0 ? 0 : x.mul(y).sum().item() / norm;
-  });
-}
-
 /** The decision from the classes' scans (a pure function: benches recompute it from stored scans). */
 export function decideTarget(
   scans: readonly ClassScan[],
@@ -514,6 +501,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   let signals: SignalScan[] | null = null;
   // Each class's scan pattern, kept until the flagged classes' restarts are compared with it.
   const patterns: Tensor[] = [];
+  let cleanStats: CleanFeatureStats | null = null;
   const invert = (label: number, seed: number): InvertedTrigger =>
     invertTrigger(model, scanSet, label, {
       method,
@@ -533,6 +521,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
     });
   try {
     // One pass of the signal family answers for every class at once.
+    if (isClassifier(model)) cleanStats = cleanFeatureStats(model, scanSet, options.precision ?? 'float32');
     if (signalAmplitude > 0) {
       signals = scanSignals(model, scanSet, {
         amplitude: signalAmplitude,
@@ -549,7 +538,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
       try {
         const l1 = trigger.mask === null ? tidy(() => trigger.pattern.abs().sum().item()) : trigger.size;
         const features = isClassifier(model)
-          ? featureEvidence(model, scanSet, label, trigger, options.precision ?? 'float32')
+          ? featureEvidence(model, scanSet, label, trigger, options.precision ?? 'float32', cleanStats!)
           : null;
         // The mask method's pattern is coloured by whatever the mask hides: compare masks.
         patterns.push(keep((trigger.mask ?? trigger.pattern).clone()));
@@ -628,6 +617,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   } finally {
     if (scanSet !== clean) scanSet.dispose();
     for (const pattern of patterns) pattern.dispose();
+    cleanStats?.dispose();
   }
   const decision = decideTarget(scans, options);
   const { target, flaggedBy, bySize, byWarp, bySignal } = decision;

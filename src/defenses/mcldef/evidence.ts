@@ -79,9 +79,61 @@ function spread(features: Tensor): { tightness: number; rms: number; mean: Tenso
   });
 }
 
+/** Each class's clean scan images in feature space: mean, RMS spread, tightness (dispose it). */
+export interface CleanFeatureStats {
+  /** Indexed by class; undefined for a class with fewer than 2 scan images. */
+  readonly classes: readonly ({ tightness: number; rms: number; mean: Tensor } | undefined)[];
+  dispose(): void;
+}
+
+/** Eval mode and no gradients for `fn`: batch-norm statistics of a batch would hide what is measured. */
+function measured<T>(model: Classifier, fn: () => T): T {
+  const unfreeze = freezeForInversion(model);
+  try {
+    return noGrad(fn);
+  } finally {
+    unfreeze();
+  }
+}
+
+/** The clean classes' statistics, once per scan: every class's evidence is measured against them. */
+export function cleanFeatureStats(
+  model: Classifier,
+  scanSet: ImageSplit,
+  precision: Precision = 'float32',
+): CleanFeatureStats {
+  const classes: ({ tightness: number; rms: number; mean: Tensor } | undefined)[] = [];
+  const dispose = (): void => {
+    for (const c of classes) c?.mean.dispose();
+  };
+  try {
+    measured(model, () => {
+      for (let c = 0; c < scanSet.numClasses; c++) {
+        const members: number[] = [];
+        scanSet.labelArray.forEach((value, index) => value === c && members.push(index));
+        if (members.length < 2) {
+          classes.push(undefined);
+          continue;
+        }
+        const clean = featuresOf(model, scanSet, members, null, precision);
+        try {
+          classes.push(spread(clean.features));
+        } finally {
+          clean.features.dispose();
+        }
+      }
+    });
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  return { classes, dispose };
+}
+
 /**
  * The features' evidence for one class: its scan images' clean features against the other
- * classes' images stamped by the class's inverted trigger.
+ * classes' images stamped by the class's inverted trigger. `clean`: the scan's
+ * cleanFeatureStats, computed here when not given.
  */
 export function featureEvidence(
   model: Classifier,
@@ -89,56 +141,39 @@ export function featureEvidence(
   label: number,
   trigger: Trigger,
   precision: Precision = 'float32',
+  clean?: CleanFeatureStats,
 ): FeatureEvidence {
-  const own: number[] = [];
   const others: number[] = [];
-  scanSet.labelArray.forEach((value, index) => (value === label ? own : others).push(index));
-  if (own.length < 2 || others.length === 0) {
-    throw new Error(
-      `featureEvidence: class ${label} needs 2 or more scan images and other classes' images beside them`,
-    );
-  }
-  // Eval mode: batch-norm statistics of a stamped batch would hide exactly what is measured.
-  const unfreeze = freezeForInversion(model);
+  scanSet.labelArray.forEach((value, index) => value !== label && others.push(index));
+  const stats = clean ?? cleanFeatureStats(model, scanSet, precision);
   try {
-    return measure();
-  } finally {
-    unfreeze();
-  }
-  function measure(): FeatureEvidence {
-    return noGrad(() => {
+    const own = stats.classes[label];
+    if (own === undefined || others.length === 0) {
+      throw new Error(
+        `featureEvidence: class ${label} needs 2 or more scan images and other classes' images beside them`,
+      );
+    }
+    return measured(model, () => {
       const stamped = featuresOf(model, scanSet, others, trigger, precision);
       const s = spread(stamped.features);
-      const byClass: { tightness: number; rms: number; mean: Tensor }[] = [];
       try {
-        for (let c = 0; c < scanSet.numClasses; c++) {
-          const members: number[] = [];
-          scanSet.labelArray.forEach((value, index) => value === c && members.push(index));
-          if (members.length < 2) continue;
-          const clean = featuresOf(model, scanSet, members, null, precision);
-          try {
-            byClass[c] = spread(clean.features);
-          } finally {
-            clean.features.dispose();
-          }
-        }
         const distanceTo = (c: number): number =>
-          tidy(() => s.mean.sub(byClass[c]!.mean).norm().item()) / byClass[c]!.rms;
+          tidy(() => s.mean.sub(stats.classes[c]!.mean).norm().item()) / stats.classes[c]!.rms;
         let nearestClass = label;
         let nearestSeparation = Infinity;
-        byClass.forEach((_, c) => {
-          const distance = distanceTo(c);
+        stats.classes.forEach((c, index) => {
+          if (c === undefined) return;
+          const distance = distanceTo(index);
           if (distance < nearestSeparation) {
             nearestSeparation = distance;
-            nearestClass = c;
+            nearestClass = index;
           }
         });
-        const c = byClass[label]!;
         return {
           reach: stamped.hits(label) / others.length,
           stampedTightness: s.tightness,
-          cleanTightness: c.tightness,
-          spreadRatio: s.rms / c.rms,
+          cleanTightness: own.tightness,
+          spreadRatio: s.rms / own.rms,
           separation: distanceTo(label),
           nearestSeparation,
           nearestClass,
@@ -146,8 +181,9 @@ export function featureEvidence(
       } finally {
         stamped.features.dispose();
         s.mean.dispose();
-        for (const c of byClass) c?.mean.dispose();
       }
     });
+  } finally {
+    if (clean === undefined) stats.dispose();
   }
 }
