@@ -113,7 +113,12 @@ for (const entry of cases) {
     if (!existsSync(path)) {
       if (values['decide-only']) continue;
       if (!existsSync(entry.weights)) {
-        if (entry.train === undefined) continue;
+        if (entry.train === undefined) {
+          console.log(
+            `${entry.name}: no weights at ${entry.weights}; skipped (npm run bench:attacks -- --only ${entry.name})`,
+          );
+          continue;
+        }
         console.log(`${entry.name}: training (the demo's recipe)`);
         entry.train();
       }

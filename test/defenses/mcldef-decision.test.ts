@@ -148,3 +148,22 @@ test('decision: a trigger at most a tenth of the median size needs no confirmati
   assert.equal(easy.target, null);
   assert.deepEqual(easy.vetoed, [8, 5, 1]);
 });
+
+test('decision: a faint full-image blend inverts to a small trigger; the clean WRN-16-1 easy class stays vetoed', () => {
+  // Blended at alpha 0.1 (target 8), scan seed 0: the pattern inversion found 39 pixels
+  // against a median of 880, and its images separated at 1.68 of the median as well.
+  const faint = [883, 921, 968, 895, 821, 866, 814, 811, 39, 934];
+  const faintSeparations = [1.521, 1.686, 1.212, 2.015, 1.327, 2.553, 1.737, 1.405, 2.697, 1.177];
+  const blended = decideTarget(scans(faint, {}, faintSeparations));
+  assert.equal(blended.target, 8);
+  assert.ok(blended.margin > 16, `margin ${blended.margin}`);
+  assert.ok(Math.abs(blended.separationRatios![8]! - 2.697 / ((1.521 + 1.686) / 2)) < 1e-9);
+  // The clean WRN-16-1, scan seed 2: class 9 (trucks) has the smallest trigger (index 2.17) but
+  // its restarts wander (0.14) and its images stay near its clean ones (0.56 of the median).
+  const clean = [228, 154, 238, 236, 178, 169, 161, 170, 193, 121];
+  const cleanSeparations = [2.137, 1.3, 1.866, 2.515, 2.141, 2.459, 1.6, 1.33, 1.389, 0.973];
+  const decision = decideTarget(scans(clean, { 9: 0.14 }, cleanSeparations));
+  assert.equal(decision.target, null);
+  assert.deepEqual(decision.vetoed, [9]);
+  assert.ok(decision.bySize.indices[9]! > 2 && decision.bySize.indices[9]! < 2.3);
+});
