@@ -399,6 +399,24 @@ export function largestCosine(patterns: readonly Tensor[]): number {
   return largest;
 }
 
+/**
+ * Whether a size candidate is confirmed without restarts: its trigger at most
+ * `strongSizeFraction` of the median size, or its feature separation ratio at least
+ * `minSeparationRatio` (0: not used). The restarts run only where this is false.
+ */
+function confirmedWithoutRestarts(
+  scans: readonly Pick<ClassScan, 'size' | 'features'>[],
+  label: number,
+  options: Pick<DetectOptions, 'strongSizeFraction' | 'minSeparationRatio'>,
+): boolean {
+  const sizes = scans.map((scan) => scan.size);
+  const strongFraction = options.strongSizeFraction ?? DEFAULT_STRONG_SIZE_FRACTION;
+  if (sizes[label]! <= strongFraction * medianOf(sizes)) return true;
+  const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
+  const ratios = separationRatios(scans);
+  return minRatio > 0 && ratios !== null && ratios[label]! >= minRatio;
+}
+
 /** The decision from the classes' scans (a pure function: benches recompute it from stored scans). */
 export function decideTarget(
   scans: readonly ClassScan[],
@@ -422,7 +440,6 @@ export function decideTarget(
   const ratios = separationRatios(scans);
   const separates = minRatio > 0 && ratios !== null;
   const strongFraction = options.strongSizeFraction ?? DEFAULT_STRONG_SIZE_FRACTION;
-  const medianSize = medianOf(scans.map((scan) => scan.size));
   // Nothing to confirm a candidate with: the half-median rule keeps clean models quiet.
   const confirming = restarted || separates;
   const sizes = scans.map((scan) => scan.size);
@@ -438,8 +455,7 @@ export function decideTarget(
       if (sizes[label]! > largest) continue;
       const stability = scans[label]!.stability;
       const found = restarted && stability !== null && stability >= minStability;
-      const strong = sizes[label]! <= strongFraction * medianSize;
-      if (strong || found || (separates && ratios[label]! >= minRatio)) {
+      if (found || confirmedWithoutRestarts(scans, label, options)) {
         sizeTarget = label;
         break;
       }
@@ -580,16 +596,9 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
     if (restarts > 0) {
       // Restarts only where nothing cheaper confirms the candidate already.
       const sizes = scans.map((scan) => scan.size);
-      const scale = options.scale ?? DEFAULT_ANOMALY_SCALE;
-      const ratios = separationRatios(scans);
-      const minRatio = options.minSeparationRatio ?? DEFAULT_MIN_SEPARATION_RATIO;
-      const flagged = sizeCandidates(sizes, options.threshold ?? 2, scale)
+      const flagged = sizeCandidates(sizes, options.threshold ?? 2, options.scale ?? DEFAULT_ANOMALY_SCALE)
         .slice(0, MAX_RESTARTED_CLASSES)
-        .filter(
-          (label) =>
-            sizes[label]! > (options.strongSizeFraction ?? DEFAULT_STRONG_SIZE_FRACTION) * medianOf(sizes) &&
-            !(ratios !== null && minRatio > 0 && ratios[label]! >= minRatio),
-        );
+        .filter((label) => !confirmedWithoutRestarts(scans, label, options));
       for (const label of flagged) {
         const restartStart = performance.now();
         const found: Tensor[] = [];
