@@ -1,127 +1,308 @@
-// `npm run bench:purify-ablation -- --weights FILE --attack NAME --target K [--variants a,b]`:
-// purification variants side by side on one model. The trigger is inverted once (default
-// options, target given) and every variant starts from the same weights, the same clean
-// subset and the same trigger, so the BA/ASR differences are the variants' alone.
-// Extra attack flags (e.g. --alpha, --trojan-model) pass through as in `mcldef defend`.
+// `npm run bench:purify-ablation -- --model NAME [--variants a,b] [--seed N] [--json FILE]`:
+// purification variants side by side on one model. The trigger is inverted once, with the
+// defense's own stage-1 settings, and every variant starts from the same weights, the same
+// clean subset and the same trigger, so the BA/ASR differences are the variants' alone. Each
+// variant is a set of `mcldef defend` options over the default preset, resolved by the same
+// functions the defense uses.
+// --model: 'reference' (the authors' model, target 5) or a run of bench/attacks.config.json
+// (weights in $MCLDEF_MODELS); or --weights FILE --attack NAME --target K [attack flags].
+// The inversion kind is the one detection picks for the model's attack (warp for WaNet,
+// signal for SIG, else pattern), or --inversion; the target is the attack's (detection finds
+// it on every one of these models: docs/results.md, "Detection you can trust").
+// --json FILE appends one JSON line per variant.
+import { appendFileSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import {
-  DEFAULT_ACCURACY_GUARD,
-  DEFAULT_INVERSION_PATIENCE,
-  DEFAULT_PURIFICATION_EPOCHS,
-} from '../src/defenses/mcldef/options.js';
-import { type InversionMethod, type PurifyOptions, invertTrigger, purify } from '../src/defenses/mcldef/index.js';
+import { inversionOptionsFor, purifyOptionsFor } from '../src/defenses/mcldef/defense.js';
+import { type DetectionResult, decideTarget, scanInversion, scanSubset } from '../src/defenses/mcldef/detect.js';
+import { keep } from '../src/engine/scope.js';
+import type { Tensor } from '../src/engine/tensor.js';
+import { type PurifyOptions, invertTrigger, purify, stackTriggers } from '../src/defenses/mcldef/index.js';
+import { type McldefOptions, mcldefOptions, scanOptions, stackScanPatterns } from '../src/defenses/mcldef/options.js';
+import { type InversionMethod, withPatterns } from '../src/defenses/mcldef/trigger.js';
+import type { OptionValues } from '../src/defenses/options.js';
 import { evaluate } from '../src/eval/metrics.js';
-import type { Classifier } from '../src/nn/models/classifier.js';
+import { permutation } from '../src/data/rng.js';
 import { defenseSetup } from './defense-setup.js';
 
-const VARIANTS: Record<string, PurifyOptions> = {
-  published: {},
-  'bn-recalibrate': { recalibrateBatchNorm: true },
-  'lr-0.01': { lrSchedule: (epoch) => (epoch < 10 ? 0.01 : 0.001) },
-  'lr-0.01+bn': { lrSchedule: (epoch) => (epoch < 10 ? 0.01 : 0.001), recalibrateBatchNorm: true },
-  'clean-features': { cleanFeatureWeight: 1 },
-  'clean-features+bn': { cleanFeatureWeight: 1, recalibrateBatchNorm: true },
-  'clean-ce': { cleanWeight: 1 },
-  'refit-head': { refitHead: true },
-  'clean-features+refit-head': { cleanFeatureWeight: 1, refitHead: true },
-  'clean-features-4': { cleanFeatureWeight: 4 },
-  'clean-ce-from-1+refit-head': { cleanWeight: 1, cleanWeightFrom: 1, refitHead: true },
-  'clean-ce-from-1': { cleanWeight: 1, cleanWeightFrom: 1 },
-  'stamped-ce': { stampedWeight: 1 },
-  'accuracy-guard': { accuracyGuard: DEFAULT_ACCURACY_GUARD },
-  'clean-ce-from-1+guard': { cleanWeight: 1, cleanWeightFrom: 1, accuracyGuard: DEFAULT_ACCURACY_GUARD },
-  'clean-features+guard': { cleanFeatureWeight: 1, accuracyGuard: DEFAULT_ACCURACY_GUARD },
+/** Each variant: `mcldef defend` options (library names) over the default preset. */
+const VARIANTS: Record<string, OptionValues> = {
+  published: { preset: 'published' },
+  'published-loss': { accuracyGuard: 'off', cleanFeatureWeight: 0, refitStamped: false },
+  guard: { cleanFeatureWeight: 0, refitStamped: false },
+  'guard-stamped': { cleanFeatureWeight: 0, refitStamped: true },
+  'refit-stamped': { cleanFeatureWeight: 0, refitHead: true, refitStamped: true },
+  'features+guard': { cleanFeatureWeight: 1, refitStamped: false },
+  'features+guard-stamped': { cleanFeatureWeight: 1, refitStamped: true },
+  'features+refit-stamped': { cleanFeatureWeight: 1, refitHead: true, refitStamped: true },
+  'features-2+refit-stamped': { cleanFeatureWeight: 2, refitHead: true, refitStamped: true },
+  'features+refit': { cleanFeatureWeight: 1, refitHead: true, refitStamped: false },
+  'stamped-ce+guard-stamped': { cleanFeatureWeight: 0, stampedWeight: 1, refitStamped: true },
+  'bn+guard-stamped': { cleanFeatureWeight: 0, recalibrateBn: true, refitStamped: true },
+  'features+guard-frozen': { cleanFeatureWeight: 1, refitStamped: 'frozen' },
+  'features+refit-frozen': { cleanFeatureWeight: 1, refitHead: true, refitStamped: 'frozen' },
+  'guard-frozen': { cleanFeatureWeight: 0, refitStamped: 'frozen' },
+  'refit-frozen': { cleanFeatureWeight: 0, refitHead: true, refitStamped: 'frozen' },
+  'features+refit-bias': { cleanFeatureWeight: 1, refitHead: true, refitStamped: false },
+  'invariance+features': { cleanFeatureWeight: 1, accuracyGuard: 'off', refitStamped: false },
+  'invariance+features+refit': { cleanFeatureWeight: 1, refitHead: true, refitStamped: false },
+  'logits+guard': { cleanFeatureWeight: 0, refitStamped: false },
+  'logits+features': { cleanFeatureWeight: 1, accuracyGuard: 'off', refitStamped: false },
+  'features-half+refit-stamped': { cleanFeatureWeight: 0.5, refitHead: true, refitStamped: true },
+  'features+refit-stamped-lr2': { cleanFeatureWeight: 1, refitHead: true, refitStamped: true },
+  'features+refit-stamped-bias': { cleanFeatureWeight: 1, refitHead: true, refitStamped: true },
+  default: {},
 };
 
+/** Library-only purification settings of some variants, over their options above. */
+const EXTRA: Record<string, PurifyOptions> = {
+  'features+refit-bias': { refitBiasOnly: true },
+  'invariance+features': { anchorLoss: 'invariance' },
+  'invariance+features+refit': { anchorLoss: 'invariance' },
+  'logits+guard': { cleanLogitWeight: 1 },
+  'logits+features': { cleanLogitWeight: 1 },
+  'features+refit-stamped-lr2': { lrSchedule: (epoch) => (epoch < 2 ? 0.1 : epoch < 10 ? 0.01 : 0.001) },
+  'features+refit-stamped-bias': { refitBiasOnly: true },
+};
+
+interface AttacksConfig {
+  runs: { name: string; args: string[] }[];
+}
+
+const repo = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+const models = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
+const results = process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results');
+const attackOptions = {
+  attack: { type: 'string' },
+  target: { type: 'string' },
+  alpha: { type: 'string' },
+  'poison-rate': { type: 'string', default: '0.1' },
+  'trojan-model': { type: 'string' },
+  trigger: { type: 'string' },
+  mask: { type: 'string' },
+  'attack-seed': { type: 'string' },
+} as const;
 const { values } = parseArgs({
   options: {
+    ...attackOptions,
+    model: { type: 'string' },
     weights: { type: 'string' },
     arch: { type: 'string', default: 'wrn-16-1' },
     data: { type: 'string', default: 'cifar10:../shared/data/cifar10-jpeg' },
-    attack: { type: 'string' },
-    target: { type: 'string', default: '0' },
-    alpha: { type: 'string' },
-    'poison-rate': { type: 'string', default: '0.1' },
-    'trojan-model': { type: 'string' },
-    trigger: { type: 'string' },
-    mask: { type: 'string' },
-    variants: { type: 'string', default: Object.keys(VARIANTS).join(',') },
+    variants: { type: 'string', default: 'guard,default' },
     seed: { type: 'string', default: '0' },
-    'inversion-patience': { type: 'string', default: String(DEFAULT_INVERSION_PATIENCE) },
-    inversion: { type: 'string', default: 'pattern' },
-    epochs: { type: 'string', default: String(DEFAULT_PURIFICATION_EPOCHS) },
-    precision: { type: 'string', default: 'float32' },
-    'inversion-precision': { type: 'string' },
+    inversion: { type: 'string' },
+    epochs: { type: 'string' },
+    'inversion-patience': { type: 'string' },
+    precision: { type: 'string' },
     threads: { type: 'string', default: '2' },
+    json: { type: 'string' },
+    stack: { type: 'string', default: '1' },
+    split: { type: 'string', default: '1' },
+    'scan-stack': { type: 'boolean', default: false },
+    detected: { type: 'boolean', default: false },
   },
 });
-if (values.weights === undefined || values.attack === undefined) {
-  console.error(
-    'usage: --weights FILE --attack NAME --target K [--variants a,b] [--seed N] [--inversion pattern|mask|warp] [--inversion-patience N] [--epochs N] [--precision float32|bfloat16] [--inversion-precision float32|bfloat16] [--threads N]',
-  );
-  process.exit(2);
+
+/** The weights and attack flags: --model's, or the command line's. */
+function attackOf(): { weights: string; attack: Record<string, string | undefined> } {
+  if (values.model === undefined) {
+    if (values.weights === undefined || values.attack === undefined) {
+      console.error('usage: --model NAME | --weights FILE --attack NAME --target K [attack flags]; see the header');
+      process.exit(2);
+    }
+    const { attack, target, alpha, mask, trigger } = values;
+    return {
+      weights: values.weights,
+      attack: {
+        attack,
+        target,
+        alpha,
+        mask,
+        trigger,
+        'poison-rate': values['poison-rate'],
+        'trojan-model': values['trojan-model'],
+        'attack-seed': values['attack-seed'],
+      },
+    };
+  }
+  if (values.model === 'reference') {
+    const weights = join(repo, '../shared/models/mcl-reference/WRN-16-1-badnet.pth.tar');
+    return { weights, attack: { attack: 'badnets-grid', target: '5' } };
+  }
+  const config = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as AttacksConfig;
+  const run = config.runs.find((r) => r.name === values.model);
+  if (run === undefined) throw new Error(`no run ${values.model} in bench/attacks.config.json`);
+  const args = run.args.map((arg) => arg.replaceAll('{models}', models).replaceAll('{repo}', repo));
+  // A training run's --seed seeds its attack (the trigger); --epochs is training's own.
+  const parsed = parseArgs({
+    args,
+    options: { ...attackOptions, seed: { type: 'string' }, epochs: { type: 'string' } },
+  }).values;
+  return {
+    weights: join(models, `${run.name}.safetensors`),
+    attack: { ...parsed, 'attack-seed': parsed.seed ?? '0' },
+  };
 }
+
+const { weights, attack: a } = attackOf();
+if (a.attack === undefined) throw new Error(`${values.model} is a clean model: name --weights and --attack`);
 const seed = Number(values.seed);
-const precision = values.precision === 'bfloat16' ? 'bfloat16' : 'float32';
-const inversionPrecision = (values['inversion-precision'] ?? precision) === 'bfloat16' ? 'bfloat16' : 'float32';
+const target = Number(values.target ?? a.target ?? '0');
 const flags = {
   threads: Number(values.threads),
   seed,
   quiet: true,
-  attack: values.attack,
-  target: Number(values.target),
+  attack: a.attack,
+  target,
   mode: 'all-to-one' as const,
-  poisonRate: Number(values['poison-rate']),
-  ...(values.alpha === undefined ? {} : { alpha: Number(values.alpha) }),
-  ...(values['trojan-model'] === undefined ? {} : { trojanModel: values['trojan-model'] }),
-  ...(values.trigger === undefined ? {} : { trigger: values.trigger }),
-  ...(values.mask === undefined ? {} : { mask: values.mask }),
+  poisonRate: Number(a['poison-rate'] ?? '0.1'),
+  ...(a.alpha === undefined ? {} : { alpha: Number(a.alpha) }),
+  ...(a['trojan-model'] === undefined ? {} : { trojanModel: a['trojan-model'] }),
+  ...(a.trigger === undefined ? {} : { trigger: a.trigger }),
+  ...(a.mask === undefined ? {} : { mask: a.mask }),
+  ...(a['attack-seed'] === undefined ? {} : { attackSeed: Number(a['attack-seed']) }),
 };
-const { test, clean, attack, load } = defenseSetup(flags, values.data, values.arch, values.weights);
-const measure = (model: Classifier): string => {
-  const m = evaluate(model, test, { normalization: test.normalization, trigger: attack });
-  return `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}  (without the trigger ${m.asr_no_trigger.toFixed(2)})`;
+/** The kind the detection scan flags each attack's target with (docs/results.md). */
+const methodOf = (name: string): InversionMethod => (name === 'wanet' ? 'warp' : name === 'sig' ? 'signal' : 'pattern');
+/** Settings given on the command line apply to every variant. */
+const common: OptionValues = {
+  ...(values.epochs === undefined ? {} : { epochs: Number(values.epochs) }),
+  ...(values['inversion-patience'] === undefined ? {} : { inversionPatience: Number(values['inversion-patience']) }),
+  ...(values.precision === undefined ? {} : { precision: values.precision }),
 };
+const optionsOf = (variant: OptionValues): McldefOptions => mcldefOptions({ ...variant, ...common });
+const context = { seed, dataKind: 'cifar10' };
 
-function inversionMethod(name: string): InversionMethod {
-  if (name === 'pattern' || name === 'mask' || name === 'warp') return name;
-  throw new Error(`--inversion must be pattern, mask or warp, not ${name}`);
-}
+const { test, clean, attack, load } = defenseSetup(flags, values.data, values.arch, weights);
+const measure = (model: ReturnType<typeof load>) =>
+  evaluate(model, test, { normalization: test.normalization, trigger: attack });
+const describe = (m: ReturnType<typeof measure>): string =>
+  `BA ${m.ba.toFixed(2)}  ASR ${m.asr.toFixed(2)}  without the trigger ${m.asr_no_trigger.toFixed(2)}  residual ${(m.asr - m.asr_no_trigger).toFixed(2)}`;
 
 const original = load();
-console.log(`before: ${measure(original)}`);
-let started = performance.now();
-const trigger = invertTrigger(original, clean, flags.target, {
-  method: inversionMethod(values.inversion),
-  seed,
-  patience: Number(values['inversion-patience']),
-  precision: inversionPrecision,
-});
+const before = measure(original);
+// --detected: the target, and the kind of trigger, that the stored detection scan decided
+// ($MCLDEF_RESULTS/detection/MODEL-sSEED.json, from `npm run bench:detection`); the scan's
+// patterns for that target are inverted again as the scan inverted them (its start, and the
+// restarts' where restarts ran).
+let defenseTarget = target;
+let method = methodOf(a.attack);
+const scanPatterns: Tensor[] = [];
+if (values.detected) {
+  const name = values.model ?? 'model';
+  const path = join(results, 'detection', `${name}-s${seed}.json`);
+  const stored = JSON.parse(readFileSync(path, 'utf8')) as DetectionResult;
+  const decision = decideTarget(stored.classes);
+  if (decision.target === null) {
+    console.log(`${name}: the stored scan found no backdoor (${path}); nothing to purify`);
+    process.exit(0);
+  }
+  defenseTarget = decision.target;
+  method = decision.flaggedBy === 'warp' || decision.flaggedBy === 'signal' ? decision.flaggedBy : 'pattern';
+  if (decision.flaggedBy === 'size') {
+    const scan = scanOptions(optionsOf({}), seed);
+    const scanSet = scanSubset(clean, scan);
+    const starts = stored.classes[defenseTarget]!.restartSizes.length > 0 ? [0, 1, 2] : [0];
+    for (const start of starts) {
+      const found = scanInversion(original, scanSet, defenseTarget, seed + start, scan);
+      scanPatterns.push(keep(found.pattern.clone()));
+      found.dispose();
+    }
+    if (scanSet !== clean) scanSet.dispose();
+  }
+}
+if (values.inversion !== undefined) method = values.inversion as InversionMethod;
 console.log(
-  `trigger: size ${trigger.size}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)}%, ${trigger.passes} passes, ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  `${values.model ?? weights}, target ${target} (purified: ${defenseTarget}, ${method}), seed ${seed}; before: ${describe(before)}`,
 );
+let started = performance.now();
+// --stack N: N pattern inversions from seeds seed … seed+N−1, purified against together.
+const inverted = Array.from(
+  { length: Number(values.split) > 1 ? Number(values.stack) - 1 : Number(values.stack) },
+  (_, k) => invertTrigger(original, clean, defenseTarget, inversionOptionsFor(optionsOf({}), method, seed + k)),
+);
+// --split K: K inversions more, each on its own K-th of the clean images (seeded shuffle).
+const parts = Number(values.split);
+if (parts > 1) {
+  const order = permutation(clean.count, seed + 7);
+  for (let k = 0; k < parts; k++) {
+    const share = clean.select(
+      Array.from(order).filter((_, i) => i % parts === k),
+      `part ${k}`,
+    );
+    inverted.push(
+      invertTrigger(original, share, defenseTarget, inversionOptionsFor(optionsOf({}), method, seed + 10 + k)),
+    );
+    share.dispose();
+  }
+}
+const trigger = inverted.length === 1 ? inverted[0]! : stackTriggers(inverted);
+if (inverted.length > 1) {
+  console.log(`stack of ${inverted.length}: sizes ${inverted.map((t) => t.size).join(', ')}`);
+  for (const t of inverted) t.dispose();
+}
+// --scan-stack (target given): one scan pattern for the target, as the scan inverts it.
+if (values['scan-stack'] && scanPatterns.length === 0) {
+  const scan = scanOptions(optionsOf({}), seed);
+  const scanSet = scanSubset(clean, scan);
+  const found = scanInversion(original, scanSet, defenseTarget, seed, scan);
+  scanPatterns.push(keep(found.pattern.clone()));
+  found.dispose();
+  if (scanSet !== clean) scanSet.dispose();
+}
+const inversionSeconds = (performance.now() - started) / 1000;
 console.log(
-  `  new best at pass (size): ${trigger.history
-    .filter((pass) => pass.improved)
-    .map((pass) => `${pass.pass} (${pass.size})`)
-    .join(', ')}`,
+  `trigger (${method}): size ${trigger.size}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)}%, ${trigger.passes} passes, ${inversionSeconds.toFixed(0)} s; ${scanPatterns.length} scan pattern(s)`,
 );
 original.dispose();
 
 for (const name of values.variants.split(',')) {
-  const options = VARIANTS[name];
-  if (options === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
+  const variant = VARIANTS[name];
+  if (variant === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const model = load();
   started = performance.now();
-  const result = purify(model, clean, trigger, { precision, epochs: Number(values.epochs), ...options, seed });
+  const options = optionsOf(variant);
+  // The defense's rule: a pattern trigger is purified against together with the scan's patterns.
+  const stacked =
+    method === 'pattern' && stackScanPatterns(options) && scanPatterns.length > 0
+      ? withPatterns(trigger, scanPatterns)
+      : null;
+  const result = purify(model, clean, stacked ?? trigger, {
+    ...purifyOptionsFor(options, method, context),
+    ...EXTRA[name],
+  });
+  stacked?.dispose();
   const seconds = (performance.now() - started) / 1000;
+  const after = measure(model);
   const guard = result.guard;
   const guardText =
     guard === undefined
       ? ''
-      : `  [guard: clean accuracy ${guard.before.toFixed(2)} -> ${guard.after.toFixed(2)}${guard.refitHead ? ', head re-fitted' : ''}]`;
-  console.log(`${name.padEnd(20)} ${measure(model)}  (${seconds.toFixed(0)} s)${guardText}`);
+      : `  [clean images ${guard.before.toFixed(2)} -> ${guard.after.toFixed(2)}${guard.refitHead ? ', head re-fitted' : ''}]`;
+  const ok = after.ba >= before.ba - 1 && after.asr - after.asr_no_trigger <= 1 ? 'ok' : '--';
+  console.log(`${ok} ${name.padEnd(26)} ${describe(after)}  (${seconds.toFixed(0)} s)${guardText}`);
+  if (values.json !== undefined) {
+    const row = {
+      model: values.model ?? weights,
+      seed,
+      variant: name,
+      method,
+      target: defenseTarget,
+      scan_patterns: stacked === null ? 0 : scanPatterns.length,
+      trigger_size: trigger.size,
+      before: { ba: before.ba, asr: before.asr, asr_no_trigger: before.asr_no_trigger },
+      after: { ba: after.ba, asr: after.asr, asr_no_trigger: after.asr_no_trigger },
+      seconds,
+      inversion_seconds: inversionSeconds,
+      guard: guard ?? null,
+    };
+    appendFileSync(values.json, JSON.stringify(row) + '\n');
+  }
   model.dispose();
 }
 trigger.dispose();
+for (const pattern of scanPatterns) pattern.dispose();

@@ -2,11 +2,12 @@
 // the scan chose, model-contrastive purification with the accuracy guard and the
 // clean-feature term. Its options, defaults and presets are in options.ts.
 import type { ImageSplit } from '../../data/dataset.js';
+import type { Tensor } from '../../engine/tensor.js';
 import type { Classifier } from '../../nn/models/classifier.js';
 import { triggerPng } from '../../report/trigger-image.js';
 import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from '../defense.js';
 import { type DetectionResult, detectBackdoor } from './detect.js';
-import { invertTrigger } from './invert.js';
+import { type InversionOptions, invertTrigger } from './invert.js';
 import {
   MCLDEF_OPTIONS,
   type McldefOptions,
@@ -17,10 +18,12 @@ import {
   mcldefOptions,
   purificationEpochs,
   purificationPrecision,
+  refitStamped,
   scanOptions,
+  stackScanPatterns,
 } from './options.js';
-import { purify } from './purify.js';
-import { type InversionMethod, SignalTrigger } from './trigger.js';
+import { type PurifyOptions, purify } from './purify.js';
+import { type InversionMethod, SignalTrigger, type StackedTrigger, withPatterns } from './trigger.js';
 
 /** One line per class of a detection scan, and the decision. */
 export function detectionLines(detection: DetectionResult): string[] {
@@ -45,9 +48,11 @@ export function scanForBackdoor(
   clean: ImageSplit,
   options: McldefOptions,
   context: Pick<DefenseContext, 'seed' | 'progress'>,
+  keepTargetPatterns = false,
 ): DetectionResult {
   return detectBackdoor(model, clean, {
     ...scanOptions(options, context.seed),
+    keepTargetPatterns,
     onClass: (c) =>
       context.progress({
         stage: 'detection',
@@ -65,6 +70,48 @@ export function scanForBackdoor(
   });
 }
 
+/** Stage 1's settings for `method` under these options (shared with the benches). */
+export function inversionOptionsFor(options: McldefOptions, method: InversionMethod, seed: number): InversionOptions {
+  const patience = inversionPatience(options);
+  return {
+    method,
+    ...(options.passes === undefined ? {} : { passes: options.passes }),
+    ...(options.warpShift > 0 ? { warpShift: options.warpShift } : {}),
+    ...(options.signalAmplitude > 0 ? { signalAmplitude: options.signalAmplitude } : {}),
+    batchSize: options.batchSize,
+    seed,
+    dropLast: options.dropLast,
+    precision: options.inversionPrecision,
+    ...(patience === undefined ? {} : { patience }),
+  };
+}
+
+/** Stage 2's settings for a trigger inverted by `method` (shared with the benches). */
+export function purifyOptionsFor(
+  options: McldefOptions,
+  method: InversionMethod,
+  context: Pick<DefenseContext, 'seed' | 'dataKind'>,
+): PurifyOptions {
+  const guardTolerance = accuracyGuard(options);
+  return {
+    epochs: purificationEpochs(options),
+    batchSize: options.batchSize,
+    temperature: options.temperature,
+    cleanWeight: options.cleanWeight,
+    cleanWeightFrom: options.cleanWeightFrom,
+    stampedWeight: options.stampedWeight,
+    cleanFeatureWeight: cleanFeatureWeight(options, method),
+    recalibrateBatchNorm: options.recalibrateBn,
+    refitHead: options.refitHead,
+    refitStamped: refitStamped(options),
+    ...(guardTolerance === undefined ? {} : { accuracyGuard: guardTolerance }),
+    dropLast: options.dropLast,
+    lrSchedule: context.dataKind === 'gtsrb' ? 'gtsrb' : 'cifar',
+    seed: context.seed,
+    precision: purificationPrecision(options),
+  };
+}
+
 /** How trigger.png shows each kind of inverted trigger. */
 const TRIGGER_CAPTIONS: Record<InversionMethod, string> = {
   pattern: 'The inverted trigger: the additive pattern Δ around mid-grey (0.5 + Δ/2), magnified 8×.',
@@ -80,6 +127,21 @@ export class Mcldef implements Defense {
   constructor(readonly options: McldefOptions) {}
 
   run(model: Classifier, clean: ImageSplit, context: DefenseContext): DefenseOutcome {
+    // The detection scan's patterns for the target, held until purification is done.
+    const scanPatterns: Tensor[] = [];
+    try {
+      return this.runHolding(model, clean, context, scanPatterns);
+    } finally {
+      for (const pattern of scanPatterns) pattern.dispose();
+    }
+  }
+
+  private runHolding(
+    model: Classifier,
+    clean: ImageSplit,
+    context: DefenseContext,
+    scanPatterns: Tensor[],
+  ): DefenseOutcome {
     const options = this.options;
     const log = context.log;
     const started = performance.now();
@@ -90,7 +152,8 @@ export class Mcldef implements Defense {
       Pick<DetectionResult, 'classes' | 'median' | 'mad' | 'flaggedBy' | 'margin' | 'vetoed' | 'decidedBy'> | undefined;
     if (target === undefined) {
       log(`scanning ${clean.numClasses} classes with ${Math.min(500, clean.count)} clean images…`);
-      const detection = scanForBackdoor(model, clean, options, context);
+      const detection = scanForBackdoor(model, clean, options, context, stackScanPatterns(options));
+      scanPatterns.push(...detection.targetPatterns);
       for (const line of detectionLines(detection)) log(line);
       detected = detection.target;
       detectionSeconds = detection.seconds;
@@ -121,7 +184,6 @@ export class Mcldef implements Defense {
       }
       target = detected;
     }
-    const patience = inversionPatience(options);
     // A target flagged by a universal scan is inverted as that scan's kind of trigger: the
     // published pattern inversion looks for a small patch, which a warping or full-image
     // periodic backdoor does not have.
@@ -129,15 +191,7 @@ export class Mcldef implements Defense {
     const method: InversionMethod =
       options.inversion ?? (flaggedBy === 'warp' || flaggedBy === 'signal' ? flaggedBy : 'pattern');
     const trigger = invertTrigger(model, clean, target, {
-      method,
-      ...(options.passes === undefined ? {} : { passes: options.passes }),
-      ...(options.warpShift > 0 ? { warpShift: options.warpShift } : {}),
-      ...(options.signalAmplitude > 0 ? { signalAmplitude: options.signalAmplitude } : {}),
-      batchSize: options.batchSize,
-      seed: context.seed,
-      dropLast: options.dropLast,
-      precision: options.inversionPrecision,
-      ...(patience === undefined ? {} : { patience }),
+      ...inversionOptionsFor(options, method, context.seed),
       onPass: (p) => {
         if (p.pass % 10 === 9 || p.improved)
           context.progress({
@@ -148,6 +202,7 @@ export class Mcldef implements Defense {
           });
       },
     });
+    let stacked: StackedTrigger | null = null;
     try {
       const inversionSeconds = (performance.now() - started) / 1000;
       log(
@@ -157,25 +212,15 @@ export class Mcldef implements Defense {
             : ''),
       );
       const precision = purificationPrecision(options);
-      const guardTolerance = accuracyGuard(options);
       const epochs = purificationEpochs(options);
       log(`purifying for ${epochs} epochs (${precision === 'float32' ? 'float32' : 'bfloat16 autocast'})…`);
       const monitor = context.monitor;
-      const result = purify(model, clean, trigger, {
-        epochs,
-        batchSize: options.batchSize,
-        temperature: options.temperature,
-        cleanWeight: options.cleanWeight,
-        cleanWeightFrom: options.cleanWeightFrom,
-        stampedWeight: options.stampedWeight,
-        cleanFeatureWeight: cleanFeatureWeight(options, method),
-        recalibrateBatchNorm: options.recalibrateBn,
-        refitHead: options.refitHead,
-        ...(guardTolerance === undefined ? {} : { accuracyGuard: guardTolerance }),
-        dropLast: options.dropLast,
-        lrSchedule: context.dataKind === 'gtsrb' ? 'gtsrb' : 'cifar',
-        seed: context.seed,
-        precision,
+      // A pattern trigger is purified against together with the scan's patterns for the target.
+      stacked = method === 'pattern' && scanPatterns.length > 0 ? withPatterns(trigger, scanPatterns) : null;
+      if (stacked !== null)
+        log(`purifying against the inverted trigger and ${scanPatterns.length} scan pattern(s) for class ${target}`);
+      const result = purify(model, clean, stacked ?? trigger, {
+        ...purifyOptionsFor(options, method, context),
         ...(monitor === undefined
           ? {}
           : {
@@ -239,6 +284,8 @@ export class Mcldef implements Defense {
               attack_accuracy: trigger.attackAccuracy,
               passes: trigger.passes,
               ...(trigger instanceof SignalTrigger ? { signals: trigger.signals } : {}),
+              // How many of the detection scan's patterns were purified against beside it.
+              scan_patterns: stacked === null ? 0 : scanPatterns.length,
               // Every pass, so the effect of the inversion's patience can be read from any run.
               history: trigger.history.map((pass) => ({
                 pass: pass.pass,
@@ -259,6 +306,7 @@ export class Mcldef implements Defense {
       };
     } finally {
       trigger.dispose();
+      stacked?.dispose();
     }
   }
 }

@@ -136,6 +136,12 @@ export interface DetectOptions {
   strongSizeFraction?: number;
   /** Called after each class's scans. */
   onClass?: (result: ClassScan) => void;
+  /**
+   * Keep the flagged target's scan patterns (its scan's and its restarts', pattern method
+   * only) in the result's `targetPatterns`, for purification to stack with its own trigger;
+   * the caller disposes them.
+   */
+  keepTargetPatterns?: boolean;
   /** Called after a flagged class's restarts. */
   onRestart?: (result: ClassScan) => void;
 }
@@ -204,6 +210,12 @@ export interface DetectionResult {
   /** Which signal decided, in one sentence. */
   decidedBy: string;
   seconds: number;
+  /**
+   * With `keepTargetPatterns`, where the size scan flagged the target (pattern method): the
+   * additive patterns the scan and its restarts inverted for it (C×H×W each; the caller
+   * disposes them). Otherwise empty.
+   */
+  targetPatterns: Tensor[];
 }
 
 /** Anomaly indices |x − median| / (1.4826·MAD), the consistency constant of a normal distribution. */
@@ -500,6 +512,38 @@ export function decideTarget(
   };
 }
 
+/** The scan's images: a stratified seeded subset of `scanImages` (500), or all where fewer (the caller disposes a subset). */
+export function scanSubset(clean: ImageSplit, options: Pick<DetectOptions, 'scanImages' | 'seed'> = {}): ImageSplit {
+  const wanted = Math.min(options.scanImages ?? 500, clean.count);
+  return wanted < clean.count ? subset(clean, wanted / clean.count, { seed: options.seed ?? 0 }) : clean;
+}
+
+/** The size scan's inversion of one class from one random start (`seed`). */
+export function scanInversion(
+  model: Module,
+  scanSet: ImageSplit,
+  label: number,
+  seed: number,
+  options: DetectOptions,
+): InvertedTrigger {
+  return invertTrigger(model, scanSet, label, {
+    method: options.method ?? 'pattern',
+    passes: options.scanPasses ?? DEFAULT_SCAN_PASSES,
+    batchSize: options.batchSize,
+    lr: options.lr,
+    cost: options.cost,
+    attackThreshold: options.attackThreshold,
+    patience: options.patience,
+    seed,
+    precision: options.precision,
+    // The scan is not the published inversion: it keeps every one of its few images, and
+    // restarts from Δ's parts, which separated the target in 30 passes where the
+    // published restart did not as clearly (README).
+    dropLast: options.dropLast ?? false,
+    restart: options.restart ?? 'difference',
+  });
+}
+
 export function detectBackdoor(model: Module, clean: ImageSplit, options: DetectOptions = {}): DetectionResult {
   // JavaScript callers: DetectOptions used to extend InversionOptions, which allowed these.
   const method: unknown = options.method ?? 'pattern';
@@ -509,8 +553,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
     );
   }
   const started = performance.now();
-  const wanted = Math.min(options.scanImages ?? 500, clean.count);
-  const scanSet = wanted < clean.count ? subset(clean, wanted / clean.count, { seed: options.seed ?? 0 }) : clean;
+  const scanSet = scanSubset(clean, options);
   const warpShift = options.warpShift ?? DEFAULT_WARP_SHIFT;
   const signalAmplitude = options.signalAmplitude ?? DEFAULT_SIGNAL_AMPLITUDE;
   const scans: ClassScan[] = [];
@@ -518,23 +561,11 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
   // Each class's scan pattern, kept until the flagged classes' restarts are compared with it.
   const patterns: Tensor[] = [];
   let cleanStats: CleanFeatureStats | null = null;
+  const restartPatterns = new Map<number, Tensor[]>();
+  let decision: ReturnType<typeof decideTarget>;
+  let targetPatterns: Tensor[] = [];
   const invert = (label: number, seed: number): InvertedTrigger =>
-    invertTrigger(model, scanSet, label, {
-      method,
-      passes: options.scanPasses ?? DEFAULT_SCAN_PASSES,
-      batchSize: options.batchSize,
-      lr: options.lr,
-      cost: options.cost,
-      attackThreshold: options.attackThreshold,
-      patience: options.patience,
-      seed,
-      precision: options.precision,
-      // The scan is not the published inversion: it keeps every one of its few images, and
-      // restarts from Δ's parts, which separated the target in 30 passes where the
-      // published restart did not as clearly (README).
-      dropLast: options.dropLast ?? false,
-      restart: options.restart ?? 'difference',
-    });
+    scanInversion(model, scanSet, label, seed, { ...options, method });
   try {
     // One pass of the signal family answers for every class at once.
     if (isClassifier(model)) cleanStats = cleanFeatureStats(model, scanSet, options.precision ?? 'float32');
@@ -602,6 +633,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
       for (const label of flagged) {
         const restartStart = performance.now();
         const found: Tensor[] = [];
+        let kept = false;
         const sizes: number[] = [];
         try {
           for (let restart = 1; restart <= restarts; restart++) {
@@ -618,17 +650,28 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
           scan.restartSizes = sizes;
           scan.seconds += (performance.now() - restartStart) / 1000;
           options.onRestart?.(scan);
+          if (options.keepTargetPatterns === true) {
+            restartPatterns.set(label, found);
+            kept = true;
+          }
         } finally {
-          for (const pattern of found) pattern.dispose();
+          if (!kept) for (const pattern of found) pattern.dispose();
         }
       }
     }
+    decision = decideTarget(scans, options);
+    if (options.keepTargetPatterns === true && method === 'pattern' && decision.flaggedBy === 'size') {
+      const label = decision.target!;
+      targetPatterns = [patterns[label]!, ...(restartPatterns.get(label) ?? [])];
+    }
   } finally {
     if (scanSet !== clean) scanSet.dispose();
-    for (const pattern of patterns) pattern.dispose();
+    // Every pattern but those handed to the caller.
+    for (const pattern of [...patterns, ...[...restartPatterns.values()].flat()]) {
+      if (!targetPatterns.includes(pattern)) pattern.dispose();
+    }
     cleanStats?.dispose();
   }
-  const decision = decideTarget(scans, options);
   const { target, flaggedBy, bySize, byWarp, bySignal } = decision;
   const medianSize = medianOf(scans.map((scan) => scan.size));
   return {
@@ -648,6 +691,7 @@ export function detectBackdoor(model: Module, clean: ImageSplit, options: Detect
     vetoed: decision.vetoed,
     decidedBy: decisionSentence(decision, scans, options.threshold ?? 2),
     seconds: (performance.now() - started) / 1000,
+    targetPatterns,
   };
 }
 

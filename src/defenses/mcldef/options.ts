@@ -74,6 +74,8 @@ export interface McldefOptions {
   cleanFeatureWeight?: number;
   precision?: PrecisionChoice;
   refitHead: boolean;
+  refitStamped?: boolean | 'frozen';
+  stackScanPatterns: boolean;
   accuracyGuard?: number | 'off';
   recalibrateBn: boolean;
   dropLast: boolean;
@@ -234,6 +236,15 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     default: false,
     help: 'after purification, re-fit the classification head on the clean images (backbone frozen)',
   },
+  stackScanPatterns: {
+    type: 'boolean',
+    default: true,
+    help: "target not given: purify against the detection scan's patterns for the target (its scan's and restarts') beside the inverted trigger, a stack that covers more of a large or spread-out trigger at no extra cost (published: the inverted trigger alone)",
+  },
+  refitStamped: {
+    type: 'boolean',
+    help: 'the head re-fit (--refit-head or the accuracy guard) also sees the inverted trigger stamped on the clean images, under their true labels',
+  },
   accuracyGuard: {
     type: 'number',
     min: 0,
@@ -285,6 +296,16 @@ export function cleanFeatureWeight(
   );
 }
 
+/** Whether purification stacks the detection scan's patterns with the inverted trigger. */
+export function stackScanPatterns(options: Pick<McldefOptions, 'preset' | 'stackScanPatterns'>): boolean {
+  return options.preset !== 'published' && options.stackScanPatterns;
+}
+
+/** Whether the head re-fit also sees the stamped clean images (default preset: yes). */
+export function refitStamped(options: Pick<McldefOptions, 'preset' | 'refitStamped'>): boolean | 'frozen' {
+  return options.refitStamped ?? false;
+}
+
 export function purificationEpochs(options: Pick<McldefOptions, 'preset' | 'epochs'>): number {
   return (
     options.epochs ?? (options.preset === 'published' ? PUBLISHED_PURIFICATION.epochs : DEFAULT_PURIFICATION_EPOCHS)
@@ -332,6 +353,7 @@ export function changesFromPublished(
   const featureWeight = cleanFeatureWeight(options, method);
   if (featureWeight > 0) changes.clean_feature_weight = featureWeight;
   if (options.refitHead) changes.refit_head = true;
+  if (refitStamped(options) !== false) changes.refit_stamped = refitStamped(options);
   if (options.recalibrateBn) changes.recalibrate_bn = true;
   const guard = accuracyGuard(options);
   if (guard !== undefined) changes.accuracy_guard = guard;

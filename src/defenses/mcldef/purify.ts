@@ -68,6 +68,19 @@ export interface PurifyOptions {
    */
   refitHead?: boolean;
   /**
+   * The head re-fit (`refitHead` or the guard's) also sees the frozen trigger stamped on the
+   * clean images, under their true labels: a head fitted on clean features alone can read what
+   * is left of the trigger's direction in the purified features and send stamped images back
+   * to the target.
+   */
+  refitStamped?: boolean | 'frozen';
+  /** Experimental: the re-fit moves the head's biases only. */
+  refitBiasOnly?: boolean;
+  /** Experimental: 'invariance' replaces the contrastive loss by 1 − cos(a, p) (no negative). */
+  anchorLoss?: 'contrastive' | 'invariance';
+  /** Experimental: weight of KL(frozen model's clean softmax ‖ the model's), on the clean pass. */
+  cleanLogitWeight?: number;
+  /**
    * Leave out each epoch's last partial batch, as the published DataLoader does (drop_last;
    * default true). With 2,500 images and batch 64 that batch holds 4 images: its batch-norm
    * statistics would enter the running averages with weight 0.1 at the end of every epoch.
@@ -142,26 +155,33 @@ function featuresAt(model: Classifier, precision: Precision, input: Tensor): Ten
   return atPrecision(precision, input, (images) => model.features(images));
 }
 
-/** The clean images in order, normalized, `batchSize` at a time (the consumer disposes each). */
-function* cleanBatches(clean: ImageSplit, batchSize: number): Generator<Tensor> {
+/**
+ * The clean images in order, normalized, `batchSize` at a time (the consumer disposes each);
+ * with `trigger`, stamped (the trigger gets each image's position in the clean set).
+ */
+function* cleanBatches(clean: ImageSplit, batchSize: number, trigger?: Trigger): Generator<Tensor> {
   for (let start = 0; start < clean.count; start += batchSize) {
-    yield tidy(() =>
-      normalize(
-        toUnitRange(clean.images.narrow(0, start, Math.min(batchSize, clean.count - start))),
-        clean.normalization,
-      ),
-    );
+    const count = Math.min(batchSize, clean.count - start);
+    yield tidy(() => {
+      const images = toUnitRange(clean.images.narrow(0, start, count));
+      const stamped =
+        trigger === undefined ? images : trigger.apply(images, arange(start, start + count, 1, { dtype: 'int64' }));
+      return normalize(stamped, clean.normalization);
+    });
   }
 }
 
-/** The model's features of every clean image, in eval mode, without gradient (the caller disposes). */
-function cleanFeatures(model: Classifier, clean: ImageSplit, precision: Precision): Tensor {
+/**
+ * The model's features of every clean image (stamped with `trigger` when given), in eval
+ * mode, without gradient (the caller disposes).
+ */
+function cleanFeatures(model: Classifier, clean: ImageSplit, precision: Precision, trigger?: Trigger): Tensor {
   const wasTraining = model.training;
   model.eval();
   const parts: Tensor[] = [];
   try {
     return noGrad(() => {
-      for (const batch of cleanBatches(clean, 128)) {
+      for (const batch of cleanBatches(clean, 128, trigger)) {
         try {
           parts.push(tidy(() => featuresAt(model, precision, batch)));
         } finally {
@@ -182,7 +202,12 @@ function headAccuracy(model: Classifier, features: Tensor, labels: Tensor): numb
 }
 
 /** Full-batch Adam on cross-entropy of classify(features); only the head's parameters move. */
-function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: { steps?: number; lr?: number }): void {
+function fitHead(
+  model: Classifier,
+  features: Tensor,
+  labels: Tensor,
+  options: { steps?: number; lr?: number; biasOnly?: boolean },
+): void {
   const wasTraining = model.training;
   model.eval();
   // The head is whatever receives a gradient from classify(features).
@@ -191,7 +216,7 @@ function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: {
   const head = model.parameters().filter((parameter) => {
     const grad = parameter.grad;
     grad?.dispose();
-    return grad !== null;
+    return grad !== null && (options.biasOnly !== true || parameter.ndim === 1);
   });
   model.zeroGrad();
   const optimizer = new Adam(head, { lr: options.lr ?? 0.01 });
@@ -213,18 +238,46 @@ function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: {
 
 /**
  * Re-fits the head (the parameters `classify` uses) by full-batch Adam on cross-entropy over
- * the clean images' features, computed once in eval mode; the backbone does not change.
+ * the clean images' features, computed once in eval mode; the backbone does not change. With
+ * `trigger`, the stamped clean images' features join them under the same (true) labels.
  */
 export function refitHead(
   model: Classifier,
   clean: ImageSplit,
-  options: { steps?: number; lr?: number; precision?: Precision } = {},
+  options: { steps?: number; lr?: number; precision?: Precision; trigger?: Trigger } = {},
 ): void {
   const features = cleanFeatures(model, clean, options.precision ?? 'float32');
   try {
-    fitHead(model, features, clean.labels, options);
+    refitOn(model, clean, features, options.precision ?? 'float32', options.trigger, options);
   } finally {
     features.dispose();
+  }
+}
+
+/** fitHead on the given clean features, plus the stamped images' where `trigger` is given. */
+function refitOn(
+  model: Classifier,
+  clean: ImageSplit,
+  features: Tensor,
+  precision: Precision,
+  trigger: Trigger | undefined,
+  options: { steps?: number; lr?: number; biasOnly?: boolean },
+): void {
+  if (trigger === undefined) {
+    fitHead(model, features, clean.labels, options);
+    return;
+  }
+  const stamped = cleanFeatures(model, clean, precision, trigger);
+  const both = tidy(() => ({
+    features: keep(F.cat([features, stamped], 0)),
+    labels: keep(F.cat([clean.labels, clean.labels], 0)),
+  }));
+  stamped.dispose();
+  try {
+    fitHead(model, both.features, both.labels, options);
+  } finally {
+    both.features.dispose();
+    both.labels.dispose();
   }
 }
 
@@ -290,6 +343,8 @@ export function purify(
   const lrOf = typeof schedule === 'function' ? schedule : (epoch: number) => publishedLr(schedule, epoch);
   const precision = options.precision ?? 'float32';
   const dropLast = options.dropLast ?? true;
+  const stampedTrigger = options.refitStamped === true ? trigger : undefined;
+  const refitFrozen = options.refitStamped === 'frozen';
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
   // The frozen features are freed and the model left in eval mode, whether training ends or throws.
   try {
@@ -297,6 +352,9 @@ export function purify(
     // The frozen model's clean accuracy comes free from the positive features.
     const accuracyBefore = guardTolerance === undefined ? 0 : headAccuracy(model, positive, clean.labels);
     let guard: AccuracyGuardRecord | undefined;
+    const cleanLogitWeight = options.cleanLogitWeight ?? 0;
+    const frozenLogProbs =
+      cleanLogitWeight > 0 ? noGrad(() => tidy(() => keep(F.logSoftmax(model.classify(positive), 1)))) : null;
     const featureSeconds = (performance.now() - started) / 1000;
     let monitorSeconds = 0;
     const optimizer = new SGD(model.parameters(), {
@@ -323,16 +381,14 @@ export function purify(
             const index = tensor(indices, { dtype: 'int64' });
             const images = toUnitRange(clean.images.indexSelect(0, index));
             const anchor = featuresAt(model, precision, normalize(trigger.apply(images, index), clean.normalization));
-            let loss = contrastiveLoss(
-              anchor,
-              positive.indexSelect(0, index),
-              negative.indexSelect(0, index),
-              temperature,
-            );
+            let loss =
+              options.anchorLoss === 'invariance'
+                ? F.cosineSimilarity(anchor, positive.indexSelect(0, index), 1).mean().neg().add(1)
+                : contrastiveLoss(anchor, positive.indexSelect(0, index), negative.indexSelect(0, index), temperature);
             const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
             // Both clean terms share one forward pass of the clean images.
             const cleanFeatures =
-              cleanWeight > 0 || cleanFeatureWeight > 0
+              cleanWeight > 0 || cleanFeatureWeight > 0 || cleanLogitWeight > 0
                 ? featuresAt(model, precision, normalize(images, clean.normalization))
                 : null;
             if (cleanWeight > 0) {
@@ -341,6 +397,11 @@ export function purify(
             if (cleanFeatureWeight > 0) {
               const similarity = F.cosineSimilarity(cleanFeatures!, positive.indexSelect(0, index), 1).mean();
               loss = loss.add(similarity.neg().add(1).mul(cleanFeatureWeight));
+            }
+            if (cleanLogitWeight > 0) {
+              const target = frozenLogProbs!.indexSelect(0, index);
+              const logProbs = F.logSoftmax(model.classify(cleanFeatures!), 1);
+              loss = loss.add(target.exp().mul(target.sub(logProbs)).sum(1).mean().mul(cleanLogitWeight));
             }
             if (stampedWeight > 0) {
               loss = loss.add(F.crossEntropy(model.classify(anchor), labels!).mul(stampedWeight));
@@ -388,15 +449,30 @@ export function purify(
           const after = headAccuracy(model, features, clean.labels);
           const acts = accuracyBefore - after > guardTolerance;
           guard = { tolerance: guardTolerance, before: accuracyBefore, after, refitHead: acts };
-          if (acts || options.refitHead === true) fitHead(model, features, clean.labels, {});
+          if (acts || options.refitHead === true) {
+            if (refitFrozen) {
+              const both = tidy(() => ({
+                features: keep(F.cat([features, negative], 0)),
+                labels: keep(F.cat([clean.labels, clean.labels], 0)),
+              }));
+              try {
+                fitHead(model, both.features, both.labels, { biasOnly: options.refitBiasOnly === true });
+              } finally {
+                both.features.dispose();
+                both.labels.dispose();
+              }
+            } else
+              refitOn(model, clean, features, precision, stampedTrigger, { biasOnly: options.refitBiasOnly === true });
+          }
         } finally {
           features.dispose();
         }
       } else if (options.refitHead === true) {
-        refitHead(model, clean, { precision });
+        refitHead(model, clean, { precision, ...(stampedTrigger === undefined ? {} : { trigger: stampedTrigger }) });
       }
     } finally {
       optimizer.dispose();
+      frozenLogProbs?.dispose();
     }
     return {
       epochs: records,

@@ -170,6 +170,26 @@ export function stackTriggers(triggers: readonly InvertedTrigger[]): StackedTrig
 }
 
 /**
+ * `trigger` with more additive patterns towards its target (e.g. the detection scan's), as
+ * one stack: image n gets pattern n mod K, `trigger`'s own first. Its size, attack accuracy
+ * and history are `trigger`'s; `patterns` are copied (the caller keeps its own).
+ */
+export function withPatterns(trigger: InvertedTrigger, patterns: readonly Tensor[]): StackedTrigger {
+  if (trigger.method !== 'pattern' || trigger.mask !== null)
+    throw new TypeError(`withPatterns takes an additive pattern trigger, not ${trigger.method}`);
+  const stacked = keep(tidy(() => F.stack([trigger.pattern, ...patterns], 0)));
+  return new StackedTrigger(
+    'pattern',
+    trigger.target,
+    stacked,
+    trigger.size,
+    trigger.attackAccuracy,
+    trigger.history,
+    trigger.found,
+  );
+}
+
+/**
  * A periodic-signal trigger: every stripe of the family that reached the target (`signals`,
  * the best first), stacked (`patterns`, K×C×H×W) as a StackedTrigger: image n of the clean set
  * gets stripe n mod K. `pattern` is the best stripe alone, for the report.
