@@ -20,7 +20,7 @@ import { inversionOptionsFor, purifyOptionsFor } from '../src/defenses/mcldef/de
 import { type DetectionResult, decideTarget, scanInversion, scanSubset } from '../src/defenses/mcldef/detect.js';
 import { keep } from '../src/engine/scope.js';
 import type { Tensor } from '../src/engine/tensor.js';
-import { type PurifyOptions, invertTrigger, purify, stackTriggers } from '../src/defenses/mcldef/index.js';
+import { invertTrigger, purify, stackTriggers } from '../src/defenses/mcldef/index.js';
 import { type McldefOptions, mcldefOptions, scanOptions, stackScanPatterns } from '../src/defenses/mcldef/options.js';
 import { type InversionMethod, withPatterns } from '../src/defenses/mcldef/trigger.js';
 import type { OptionValues } from '../src/defenses/options.js';
@@ -28,44 +28,22 @@ import { evaluate } from '../src/eval/metrics.js';
 import { permutation } from '../src/data/rng.js';
 import { defenseSetup } from './defense-setup.js';
 
-/** Each variant: `mcldef defend` options (library names) over the default preset. */
+/**
+ * Each variant: `mcldef defend` options (library names) over the default preset. `before` is
+ * the defaults before issue #21: the clean-feature term for warp and signal triggers only,
+ * the guard at 4 points re-fitting on clean images alone, the inverted trigger alone.
+ */
 const VARIANTS: Record<string, OptionValues> = {
   published: { preset: 'published' },
-  'published-loss': { accuracyGuard: 'off', cleanFeatureWeight: 0, refitStamped: false },
-  guard: { cleanFeatureWeight: 0, refitStamped: false },
-  'guard-stamped': { cleanFeatureWeight: 0, refitStamped: true },
-  'refit-stamped': { cleanFeatureWeight: 0, refitHead: true, refitStamped: true },
-  'features+guard': { cleanFeatureWeight: 1, refitStamped: false },
-  'features+guard-stamped': { cleanFeatureWeight: 1, refitStamped: true },
-  'features+refit-stamped': { cleanFeatureWeight: 1, refitHead: true, refitStamped: true },
-  'features-2+refit-stamped': { cleanFeatureWeight: 2, refitHead: true, refitStamped: true },
-  'features+refit': { cleanFeatureWeight: 1, refitHead: true, refitStamped: false },
-  'stamped-ce+guard-stamped': { cleanFeatureWeight: 0, stampedWeight: 1, refitStamped: true },
-  'bn+guard-stamped': { cleanFeatureWeight: 0, recalibrateBn: true, refitStamped: true },
-  'features+guard-frozen': { cleanFeatureWeight: 1, refitStamped: 'frozen' },
-  'features+refit-frozen': { cleanFeatureWeight: 1, refitHead: true, refitStamped: 'frozen' },
-  'guard-frozen': { cleanFeatureWeight: 0, refitStamped: 'frozen' },
-  'refit-frozen': { cleanFeatureWeight: 0, refitHead: true, refitStamped: 'frozen' },
-  'features+refit-bias': { cleanFeatureWeight: 1, refitHead: true, refitStamped: false },
-  'invariance+features': { cleanFeatureWeight: 1, accuracyGuard: 'off', refitStamped: false },
-  'invariance+features+refit': { cleanFeatureWeight: 1, refitHead: true, refitStamped: false },
-  'logits+guard': { cleanFeatureWeight: 0, refitStamped: false },
-  'logits+features': { cleanFeatureWeight: 1, accuracyGuard: 'off', refitStamped: false },
-  'features-half+refit-stamped': { cleanFeatureWeight: 0.5, refitHead: true, refitStamped: true },
-  'features+refit-stamped-lr2': { cleanFeatureWeight: 1, refitHead: true, refitStamped: true },
-  'features+refit-stamped-bias': { cleanFeatureWeight: 1, refitHead: true, refitStamped: true },
+  before: { accuracyGuard: 4, refitStamped: false, stackScanPatterns: false },
   default: {},
-};
-
-/** Library-only purification settings of some variants, over their options above. */
-const EXTRA: Record<string, PurifyOptions> = {
-  'features+refit-bias': { refitBiasOnly: true },
-  'invariance+features': { anchorLoss: 'invariance' },
-  'invariance+features+refit': { anchorLoss: 'invariance' },
-  'logits+guard': { cleanLogitWeight: 1 },
-  'logits+features': { cleanLogitWeight: 1 },
-  'features+refit-stamped-lr2': { lrSchedule: (epoch) => (epoch < 2 ? 0.1 : epoch < 10 ? 0.01 : 0.001) },
-  'features+refit-stamped-bias': { refitBiasOnly: true },
+  'published-loss+guard': { cleanFeatureWeight: 0, accuracyGuard: 4, refitStamped: false },
+  'guard-stamped': { cleanFeatureWeight: 0, accuracyGuard: 4 },
+  'features+guard-4': { accuracyGuard: 4 },
+  'features+refit': { refitHead: true },
+  'features+refit-clean': { refitHead: true, refitStamped: false },
+  'features-0.5+refit': { cleanFeatureWeight: 0.5, refitHead: true },
+  'inverted-only': { stackScanPatterns: false },
 };
 
 interface AttacksConfig {
@@ -92,7 +70,7 @@ const { values } = parseArgs({
     weights: { type: 'string' },
     arch: { type: 'string', default: 'wrn-16-1' },
     data: { type: 'string', default: 'cifar10:../shared/data/cifar10-jpeg' },
-    variants: { type: 'string', default: 'guard,default' },
+    variants: { type: 'string', default: 'before,default' },
     seed: { type: 'string', default: '0' },
     inversion: { type: 'string' },
     epochs: { type: 'string' },
@@ -273,7 +251,8 @@ for (const name of values.variants.split(',')) {
       : null;
   const result = purify(model, clean, stacked ?? trigger, {
     ...purifyOptionsFor(options, method, context),
-    ...EXTRA[name],
+    // Before #21 the clean-feature term was on for warp and signal triggers only.
+    ...(name === 'before' ? { cleanFeatureWeight: method === 'pattern' ? 0 : 1 } : {}),
   });
   stacked?.dispose();
   const seconds = (performance.now() - started) / 1000;

@@ -38,6 +38,8 @@ import {
   signalPattern,
   SignalTrigger,
   stackTriggers,
+  PatternTrigger,
+  withPatterns,
   type InvertedTrigger,
 } from '../../src/defenses/mcldef/index.js';
 import { evaluate } from '../../src/eval/metrics.js';
@@ -279,11 +281,24 @@ test('a tiny synthetic backdoor is found by detect (target unknown) and removed 
   // below the default 0.5, which a clean Fashion-MNIST class reached 0.47 against. The default
   // decision vetoes it (checked below). The scan's random starts come from the generator, so
   // a second scan differs; with 0.45 it finds the target.
-  const vetoed = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1 });
+  const vetoed = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1, keepTargetPatterns: true });
   assert.equal(vetoed.target, null);
+  assert.deepEqual(vetoed.targetPatterns, [], 'no target, no patterns handed over');
   assert.deepEqual(vetoed.vetoed, [2]);
   assert.ok(vetoed.classes[2]!.stability! > 0.45 && vetoed.classes[2]!.stability! < DEFAULT_MIN_STABILITY);
-  const detection = detectBackdoor(model, clean, { scanPasses: 15, scanImages: 200, seed: 1, minStability: 0.45 });
+  const detection = detectBackdoor(model, clean, {
+    scanPasses: 15,
+    scanImages: 200,
+    seed: 1,
+    minStability: 0.45,
+    keepTargetPatterns: true,
+  });
+  // The flagged target's patterns are handed over: its scan's (first) and its restarts'. The
+  // first is the pattern whose size the scan recorded: its non-zero positions.
+  assert.equal(detection.targetPatterns.length, 1 + detection.classes[2]!.restartSizes.length);
+  for (const pattern of detection.targetPatterns) assert.deepEqual(pattern.shape, [3, 12, 12]);
+  assert.equal(patternSize(detection.targetPatterns[0]!), detection.classes[2]!.size);
+  for (const pattern of detection.targetPatterns) pattern.dispose();
   console.log(
     `detect: sizes ${detection.classes.map((c) => c.size).join(', ')}; indices ${detection.classes.map((c) => c.anomalyIndex.toFixed(2)).join(', ')}; agreement ${detection.classes.map((c) => c.stability?.toFixed(2)).join(', ')}`,
   );
@@ -747,6 +762,68 @@ test('refitHead: a scrambled head is re-fit on the clean features; the backbone 
   assert.equal(model.training, mode, 'train/eval mode restored');
   model.dispose();
   train.dispose();
+});
+
+test('refitHead with a trigger: the stamped clean images join the fit under their true labels', () => {
+  setNumThreads(1);
+  const train = quadrantSplit(240, 33);
+  const trained = trainedTinyNet(train, 3);
+  const normalization = train.normalization;
+  const copyOf = (): TinyNet => {
+    const net = new TinyNet();
+    net.loadStateDict(trained.stateDict());
+    noGrad(() => tidy(() => net.fc.weight.copy_(net.fc.weight.flip([0]))));
+    return net;
+  };
+  const head = (net: TinyNet): number[] => [...net.fc.weight.toFloat64Array(), ...net.fc.bias!.toFloat64Array()];
+  // A trigger that stamps nothing doubles every image: the mean cross-entropy, its gradient
+  // and so the fitted head are those of the clean images alone.
+  const alone = copyOf();
+  refitHead(alone, train);
+  const doubled = copyOf();
+  refitHead(doubled, train, { trigger: { apply: (images: Tensor) => images.clone() } });
+  const [a, b] = [head(alone), head(doubled)];
+  a.forEach((value, i) => close(b[i]!, value, 1e-4));
+  // A trigger that moves the features: the head fits the stamped images too, so it reads
+  // them better than the head fitted on clean images alone.
+  const delta = tidy(() => tensor([0.6]).expand([3, 12, 12]).clone());
+  const trigger = { apply: (images: Tensor) => stampAdditive(images, delta) };
+  const stamped = copyOf();
+  refitHead(stamped, train, { trigger });
+  const stampedAccuracy = (net: TinyNet): number =>
+    noGrad(() =>
+      tidy(() => {
+        net.eval();
+        const logits = net.forward(normalize(trigger.apply(toUnitRange(train.images)), normalization));
+        return (100 * logits.argmax(1).eq(train.labels).sum().item()) / train.count;
+      }),
+    );
+  const [without, withStamped] = [stampedAccuracy(alone), stampedAccuracy(stamped)];
+  assert.ok(withStamped > without, `stamped images read right: ${without} → ${withStamped}`);
+  assert.ok(evaluate(stamped, train, { normalization }).ba > 90, 'and the clean images still are');
+  for (const item of [trained, alone, doubled, stamped, delta, train]) item.dispose();
+});
+
+test("withPatterns: image n gets pattern n mod K, the trigger's own first", () => {
+  const own = tensor([0.1, 0, 0, 0]).reshape([1, 2, 2]);
+  const scan = [tensor([0, 0.2, 0, 0]).reshape([1, 2, 2]), tensor([0, 0, 0.3, 0]).reshape([1, 2, 2])];
+  const trigger = new PatternTrigger('pattern', 3, own, null, 1, 0.95, [], true);
+  const stacked = withPatterns(trigger, scan);
+  assert.equal(stacked.target, 3);
+  assert.equal(stacked.size, 1);
+  const images = tidy(() => tensor(new Array(16).fill(0.5)).reshape([4, 1, 2, 2]));
+  const out = tidy(() => stacked.apply(images, tensor([0, 1, 2, 3], { dtype: 'int64' })));
+  assert.deepEqual(
+    [...out.toFloat64Array()].map((v) => Math.round(v * 10) / 10),
+    [0.6, 0.5, 0.5, 0.5, 0.5, 0.7, 0.5, 0.5, 0.5, 0.5, 0.8, 0.5, 0.6, 0.5, 0.5, 0.5],
+  );
+  // The stack holds copies: the caller's patterns stay its own.
+  for (const item of [trigger, ...scan, images, out]) item.dispose();
+  assert.deepEqual(stacked.patterns.shape, [3, 1, 2, 2]);
+  stacked.dispose();
+  const warp = new PatternTrigger('warp', 3, tensor([0]), null, 1, 1, [], true);
+  assert.throws(() => withPatterns(warp, []), /additive pattern trigger/);
+  warp.dispose();
 });
 
 test('accuracy guard: measures the clean accuracy before and after purification, and re-fits the head on a fall', () => {

@@ -31,13 +31,16 @@ import {
   DEFAULT_ACCURACY_GUARD,
   DEFAULT_INVERSION_PATIENCE,
   DEFAULT_PURIFICATION_EPOCHS,
-  DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT,
+  DEFAULT_CLEAN_FEATURE_WEIGHT,
   accuracyGuard,
+  changesFromPublished,
   cleanFeatureWeight,
   inversionPatience,
   mcldefOptions,
   purificationEpochs,
   purificationPrecision,
+  refitStamped,
+  stackScanPatterns,
 } from '../../src/defenses/mcldef/options.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 import { tinyImageFolder } from '../helpers/tiny-data.js';
@@ -232,14 +235,13 @@ test("MCLDef's presets: 'auto' precision, inversion patience, 12 epochs, the acc
   assert.equal(purificationEpochs({ preset: 'default' }), 12);
   assert.equal(purificationEpochs({ preset: 'published' }), 20, 'the published 20 epochs');
   assert.equal(purificationEpochs({ preset: 'published', epochs: 5 }), 5, 'an option wins');
-  assert.equal(DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT, 1);
-  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'warp'), 1);
-  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'signal'), 1, 'a signal trigger too');
-  assert.equal(cleanFeatureWeight({ preset: 'default' }, 'pattern'), 0, 'pattern triggers keep the published loss');
-  assert.equal(cleanFeatureWeight({ preset: 'published' }, 'warp'), 0);
-  assert.equal(cleanFeatureWeight({ preset: 'default', cleanFeatureWeight: 0 }, 'warp'), 0, 'an option wins');
-  assert.equal(DEFAULT_ACCURACY_GUARD, 4);
-  assert.equal(accuracyGuard({ preset: 'default' }), 4);
+  assert.equal(DEFAULT_CLEAN_FEATURE_WEIGHT, 1);
+  assert.equal(cleanFeatureWeight({ preset: 'default' }), 1);
+  assert.equal(cleanFeatureWeight({ preset: 'published' }), 0, 'the published loss alone');
+  assert.equal(cleanFeatureWeight({ preset: 'default', cleanFeatureWeight: 0 }), 0, 'an option wins');
+  assert.equal(cleanFeatureWeight({ preset: 'published', cleanFeatureWeight: 2 }), 2);
+  assert.equal(DEFAULT_ACCURACY_GUARD, 2);
+  assert.equal(accuracyGuard({ preset: 'default' }), 2);
   assert.equal(accuracyGuard({ preset: 'published' }), undefined);
   assert.equal(accuracyGuard({ preset: 'default', accuracyGuard: 'off' }), undefined);
   assert.equal(accuracyGuard({ preset: 'published', accuracyGuard: 2 }), 2, 'an option wins');
@@ -263,9 +265,24 @@ test("MCLDef's presets: 'auto' precision, inversion patience, 12 epochs, the acc
     cleanWeightFrom: 0,
     stampedWeight: 0,
     refitHead: false,
+    refitStamped: true,
+    stackScanPatterns: true,
     recalibrateBn: false,
     dropLast: true,
   });
+  assert.equal(refitStamped({ preset: 'default', refitStamped: true }), true);
+  assert.equal(refitStamped({ preset: 'default', refitStamped: false }), false);
+  assert.equal(refitStamped({ preset: 'published', refitStamped: true }), false, 'published: no re-fit at all');
+  assert.equal(stackScanPatterns({ preset: 'default', stackScanPatterns: true }), true);
+  assert.equal(stackScanPatterns({ preset: 'published', stackScanPatterns: true }), false, 'published: one trigger');
+  assert.deepEqual(changesFromPublished(mcldefOptions({ precision: 'float32' }), 'pattern'), {
+    epochs: 12,
+    clean_feature_weight: 1,
+    refit_stamped: true,
+    stack_scan_patterns: true,
+    accuracy_guard: 2,
+  });
+  assert.deepEqual(changesFromPublished(mcldefOptions({ preset: 'published' }), 'pattern'), {});
   assert.equal(mcldefOptions({ epochs: 3, accuracyGuard: 'off' }).epochs, 3);
   assert.equal(accuracyGuard(mcldefOptions({ accuracyGuard: 'off' })), undefined);
 });

@@ -100,7 +100,7 @@ export function purifyOptionsFor(
     cleanWeight: options.cleanWeight,
     cleanWeightFrom: options.cleanWeightFrom,
     stampedWeight: options.stampedWeight,
-    cleanFeatureWeight: cleanFeatureWeight(options, method),
+    cleanFeatureWeight: cleanFeatureWeight(options),
     recalibrateBatchNorm: options.recalibrateBn,
     refitHead: options.refitHead,
     refitStamped: refitStamped(options),

@@ -32,15 +32,15 @@ export const DEFAULT_PURIFICATION_EPOCHS = 12;
 
 /**
  * A default that differs from the published configuration: re-fit the head when purification
- * cost more than 4 points of the clean images' accuracy (docs/mcldef.md, "Accuracy guard").
+ * cost more than 2 points of the clean images' accuracy (docs/mcldef.md, "Keeping BA").
  */
-export const DEFAULT_ACCURACY_GUARD = 4;
+export const DEFAULT_ACCURACY_GUARD = 2;
 
 /**
- * A default that differs from the published configuration, for universal triggers (warp,
- * signal) only: the clean-feature term with weight 1 (docs/mcldef.md, "Clean-feature term").
+ * A default that differs from the published configuration: the clean-feature term with weight 1
+ * (docs/mcldef.md, "Keeping BA").
  */
-export const DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT = 1;
+export const DEFAULT_CLEAN_FEATURE_WEIGHT = 1;
 
 /** The published purification settings. */
 export const PUBLISHED_PURIFICATION = { epochs: 20, batchSize: 64, temperature: 0.5 } as const;
@@ -74,7 +74,7 @@ export interface McldefOptions {
   cleanFeatureWeight?: number;
   precision?: PrecisionChoice;
   refitHead: boolean;
-  refitStamped?: boolean | 'frozen';
+  refitStamped: boolean;
   stackScanPatterns: boolean;
   accuracyGuard?: number | 'off';
   recalibrateBn: boolean;
@@ -86,7 +86,7 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
     type: 'choice',
     choices: ['default', 'published'],
     default: 'default',
-    help: `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern, purification runs ${DEFAULT_PURIFICATION_EPOCHS} epochs with the clean-feature term for a warp or signal trigger, in bfloat16 where the CPU has it natively, and the head is re-fitted if purification cost more than ${DEFAULT_ACCURACY_GUARD} points of the clean images' accuracy`,
+    help: `published: the authors' configuration exactly; default: the same, except that the inversion stops after ${DEFAULT_INVERSION_PATIENCE} passes without a better pattern, purification runs ${DEFAULT_PURIFICATION_EPOCHS} epochs with the clean-feature term, in bfloat16 where the CPU has it natively, against the inverted trigger and the detection scan's patterns for the target, and the head is re-fitted on the clean and stamped images if purification cost more than ${DEFAULT_ACCURACY_GUARD} points of the clean images' accuracy`,
   },
   inversion: {
     type: 'choice',
@@ -224,7 +224,7 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
   cleanFeatureWeight: {
     type: 'number',
     min: 0,
-    help: `weight of a term keeping the clean images' features at the frozen model's (default ${DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT} for a warp or signal trigger, else 0; published: 0)`,
+    help: `weight of a term keeping the clean images' features at the frozen model's (default ${DEFAULT_CLEAN_FEATURE_WEIGHT}; published: 0)`,
   },
   precision: {
     type: 'choice',
@@ -243,7 +243,8 @@ export const MCLDEF_OPTIONS: OptionSpecs = {
   },
   refitStamped: {
     type: 'boolean',
-    help: 'the head re-fit (--refit-head or the accuracy guard) also sees the inverted trigger stamped on the clean images, under their true labels',
+    default: true,
+    help: 'the head re-fit (--refit-head or the accuracy guard) also sees the inverted trigger stamped on the clean images, under their true labels, so that it cannot learn to read what is left of the trigger',
   },
   accuracyGuard: {
     type: 'number',
@@ -284,16 +285,8 @@ export function accuracyGuard(options: Pick<McldefOptions, 'preset' | 'accuracyG
 }
 
 /** The clean-feature term's weight for the inversion method in use. */
-export function cleanFeatureWeight(
-  options: Pick<McldefOptions, 'preset' | 'cleanFeatureWeight'>,
-  method: InversionMethod,
-): number {
-  return (
-    options.cleanFeatureWeight ??
-    (options.preset !== 'published' && (method === 'warp' || method === 'signal')
-      ? DEFAULT_UNIVERSAL_CLEAN_FEATURE_WEIGHT
-      : 0)
-  );
+export function cleanFeatureWeight(options: Pick<McldefOptions, 'preset' | 'cleanFeatureWeight'>): number {
+  return options.cleanFeatureWeight ?? (options.preset === 'published' ? 0 : DEFAULT_CLEAN_FEATURE_WEIGHT);
 }
 
 /** Whether purification stacks the detection scan's patterns with the inverted trigger. */
@@ -301,9 +294,9 @@ export function stackScanPatterns(options: Pick<McldefOptions, 'preset' | 'stack
   return options.preset !== 'published' && options.stackScanPatterns;
 }
 
-/** Whether the head re-fit also sees the stamped clean images (default preset: yes). */
-export function refitStamped(options: Pick<McldefOptions, 'preset' | 'refitStamped'>): boolean | 'frozen' {
-  return options.refitStamped ?? false;
+/** Whether the head re-fit also sees the stamped clean images (published: no re-fit at all). */
+export function refitStamped(options: Pick<McldefOptions, 'preset' | 'refitStamped'>): boolean {
+  return options.preset !== 'published' && options.refitStamped;
 }
 
 export function purificationEpochs(options: Pick<McldefOptions, 'preset' | 'epochs'>): number {
@@ -350,12 +343,13 @@ export function changesFromPublished(
   if (options.cleanWeight > 0) changes.clean_weight = options.cleanWeight;
   if (options.cleanWeight > 0 && options.cleanWeightFrom > 0) changes.clean_weight_from = options.cleanWeightFrom;
   if (options.stampedWeight > 0) changes.stamped_weight = options.stampedWeight;
-  const featureWeight = cleanFeatureWeight(options, method);
+  const guard = accuracyGuard(options);
+  const featureWeight = cleanFeatureWeight(options);
   if (featureWeight > 0) changes.clean_feature_weight = featureWeight;
   if (options.refitHead) changes.refit_head = true;
-  if (refitStamped(options) !== false) changes.refit_stamped = refitStamped(options);
+  if (refitStamped(options) && (guard !== undefined || options.refitHead)) changes.refit_stamped = true;
   if (options.recalibrateBn) changes.recalibrate_bn = true;
-  const guard = accuracyGuard(options);
+  if (stackScanPatterns(options)) changes.stack_scan_patterns = true;
   if (guard !== undefined) changes.accuracy_guard = guard;
   if (!options.dropLast) changes.drop_last = false;
   const precision = purificationPrecision(options);

@@ -73,13 +73,7 @@ export interface PurifyOptions {
    * is left of the trigger's direction in the purified features and send stamped images back
    * to the target.
    */
-  refitStamped?: boolean | 'frozen';
-  /** Experimental: the re-fit moves the head's biases only. */
-  refitBiasOnly?: boolean;
-  /** Experimental: 'invariance' replaces the contrastive loss by 1 − cos(a, p) (no negative). */
-  anchorLoss?: 'contrastive' | 'invariance';
-  /** Experimental: weight of KL(frozen model's clean softmax ‖ the model's), on the clean pass. */
-  cleanLogitWeight?: number;
+  refitStamped?: boolean;
   /**
    * Leave out each epoch's last partial batch, as the published DataLoader does (drop_last;
    * default true). With 2,500 images and batch 64 that batch holds 4 images: its batch-norm
@@ -202,12 +196,7 @@ function headAccuracy(model: Classifier, features: Tensor, labels: Tensor): numb
 }
 
 /** Full-batch Adam on cross-entropy of classify(features); only the head's parameters move. */
-function fitHead(
-  model: Classifier,
-  features: Tensor,
-  labels: Tensor,
-  options: { steps?: number; lr?: number; biasOnly?: boolean },
-): void {
+function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: { steps?: number; lr?: number }): void {
   const wasTraining = model.training;
   model.eval();
   // The head is whatever receives a gradient from classify(features).
@@ -216,7 +205,7 @@ function fitHead(
   const head = model.parameters().filter((parameter) => {
     const grad = parameter.grad;
     grad?.dispose();
-    return grad !== null && (options.biasOnly !== true || parameter.ndim === 1);
+    return grad !== null;
   });
   model.zeroGrad();
   const optimizer = new Adam(head, { lr: options.lr ?? 0.01 });
@@ -261,7 +250,7 @@ function refitOn(
   features: Tensor,
   precision: Precision,
   trigger: Trigger | undefined,
-  options: { steps?: number; lr?: number; biasOnly?: boolean },
+  options: { steps?: number; lr?: number },
 ): void {
   if (trigger === undefined) {
     fitHead(model, features, clean.labels, options);
@@ -344,7 +333,6 @@ export function purify(
   const precision = options.precision ?? 'float32';
   const dropLast = options.dropLast ?? true;
   const stampedTrigger = options.refitStamped === true ? trigger : undefined;
-  const refitFrozen = options.refitStamped === 'frozen';
   const { positive, negative } = frozenFeatures(model, clean, trigger, 256, precision);
   // The frozen features are freed and the model left in eval mode, whether training ends or throws.
   try {
@@ -352,9 +340,6 @@ export function purify(
     // The frozen model's clean accuracy comes free from the positive features.
     const accuracyBefore = guardTolerance === undefined ? 0 : headAccuracy(model, positive, clean.labels);
     let guard: AccuracyGuardRecord | undefined;
-    const cleanLogitWeight = options.cleanLogitWeight ?? 0;
-    const frozenLogProbs =
-      cleanLogitWeight > 0 ? noGrad(() => tidy(() => keep(F.logSoftmax(model.classify(positive), 1)))) : null;
     const featureSeconds = (performance.now() - started) / 1000;
     let monitorSeconds = 0;
     const optimizer = new SGD(model.parameters(), {
@@ -381,14 +366,16 @@ export function purify(
             const index = tensor(indices, { dtype: 'int64' });
             const images = toUnitRange(clean.images.indexSelect(0, index));
             const anchor = featuresAt(model, precision, normalize(trigger.apply(images, index), clean.normalization));
-            let loss =
-              options.anchorLoss === 'invariance'
-                ? F.cosineSimilarity(anchor, positive.indexSelect(0, index), 1).mean().neg().add(1)
-                : contrastiveLoss(anchor, positive.indexSelect(0, index), negative.indexSelect(0, index), temperature);
+            let loss = contrastiveLoss(
+              anchor,
+              positive.indexSelect(0, index),
+              negative.indexSelect(0, index),
+              temperature,
+            );
             const labels = cleanWeight > 0 || stampedWeight > 0 ? clean.labels.indexSelect(0, index) : null;
             // Both clean terms share one forward pass of the clean images.
             const cleanFeatures =
-              cleanWeight > 0 || cleanFeatureWeight > 0 || cleanLogitWeight > 0
+              cleanWeight > 0 || cleanFeatureWeight > 0
                 ? featuresAt(model, precision, normalize(images, clean.normalization))
                 : null;
             if (cleanWeight > 0) {
@@ -397,11 +384,6 @@ export function purify(
             if (cleanFeatureWeight > 0) {
               const similarity = F.cosineSimilarity(cleanFeatures!, positive.indexSelect(0, index), 1).mean();
               loss = loss.add(similarity.neg().add(1).mul(cleanFeatureWeight));
-            }
-            if (cleanLogitWeight > 0) {
-              const target = frozenLogProbs!.indexSelect(0, index);
-              const logProbs = F.logSoftmax(model.classify(cleanFeatures!), 1);
-              loss = loss.add(target.exp().mul(target.sub(logProbs)).sum(1).mean().mul(cleanLogitWeight));
             }
             if (stampedWeight > 0) {
               loss = loss.add(F.crossEntropy(model.classify(anchor), labels!).mul(stampedWeight));
@@ -449,21 +431,7 @@ export function purify(
           const after = headAccuracy(model, features, clean.labels);
           const acts = accuracyBefore - after > guardTolerance;
           guard = { tolerance: guardTolerance, before: accuracyBefore, after, refitHead: acts };
-          if (acts || options.refitHead === true) {
-            if (refitFrozen) {
-              const both = tidy(() => ({
-                features: keep(F.cat([features, negative], 0)),
-                labels: keep(F.cat([clean.labels, clean.labels], 0)),
-              }));
-              try {
-                fitHead(model, both.features, both.labels, { biasOnly: options.refitBiasOnly === true });
-              } finally {
-                both.features.dispose();
-                both.labels.dispose();
-              }
-            } else
-              refitOn(model, clean, features, precision, stampedTrigger, { biasOnly: options.refitBiasOnly === true });
-          }
+          if (acts || options.refitHead === true) refitOn(model, clean, features, precision, stampedTrigger, {});
         } finally {
           features.dispose();
         }
@@ -472,7 +440,6 @@ export function purify(
       }
     } finally {
       optimizer.dispose();
-      frozenLogProbs?.dispose();
     }
     return {
       epochs: records,
