@@ -275,14 +275,14 @@ test("MCLDef's presets: 'auto' precision, inversion patience, 12 epochs, the acc
   assert.equal(refitStamped({ preset: 'published', refitStamped: true }), false, 'published: no re-fit at all');
   assert.equal(stackScanPatterns({ preset: 'default', stackScanPatterns: true }), true);
   assert.equal(stackScanPatterns({ preset: 'published', stackScanPatterns: true }), false, 'published: one trigger');
-  assert.deepEqual(changesFromPublished(mcldefOptions({ precision: 'float32' }), 'pattern'), {
+  assert.deepEqual(changesFromPublished(mcldefOptions({ precision: 'float32' })), {
     epochs: 12,
     clean_feature_weight: 1,
     refit_stamped: true,
     stack_scan_patterns: true,
     accuracy_guard: 2,
   });
-  assert.deepEqual(changesFromPublished(mcldefOptions({ preset: 'published' }), 'pattern'), {});
+  assert.deepEqual(changesFromPublished(mcldefOptions({ preset: 'published' })), {});
   assert.equal(mcldefOptions({ epochs: 3, accuracyGuard: 'off' }).epochs, 3);
   assert.equal(accuracyGuard(mcldefOptions({ accuracyGuard: 'off' })), undefined);
 });

@@ -267,7 +267,7 @@ export class Mcldef implements Defense {
             total: (performance.now() - started) / 1000,
           },
           details: {
-            changes_from_published: changesFromPublished(options, method),
+            changes_from_published: changesFromPublished(options),
             ...(guard === undefined
               ? {}
               : {

@@ -331,10 +331,7 @@ export function scanOptions(options: McldefOptions, seed: number): DetectOptions
 }
 
 /** The settings in force that differ from the published configuration (for the report). */
-export function changesFromPublished(
-  options: McldefOptions,
-  method: InversionMethod,
-): Record<string, number | boolean | string> {
+export function changesFromPublished(options: McldefOptions): Record<string, number | boolean | string> {
   const changes: Record<string, number | boolean | string> = {};
   const epochs = purificationEpochs(options);
   if (epochs !== PUBLISHED_PURIFICATION.epochs) changes.epochs = epochs;
