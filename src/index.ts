@@ -30,6 +30,7 @@ export {
   decideTarget,
   type ClassScan,
   purify,
+  withPatterns,
   type InvertedTrigger,
   type InversionOptions,
   type DetectionResult,

@@ -120,7 +120,14 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   const autoPrecision = hasNativeBfloat16() ? { precision: 'bfloat16' } : {};
   assert.deepEqual(
     report.changes_from_published,
-    { epochs: 2, accuracy_guard: 4, ...autoPrecision },
+    {
+      epochs: 2,
+      clean_feature_weight: 1,
+      refit_stamped: true,
+      stack_scan_patterns: true,
+      accuracy_guard: 2,
+      ...autoPrecision,
+    },
     'only the settings that differ from the published ones',
   );
   assert.match(html, /differ from the published configuration: <code>epochs = 2<\/code>/);
@@ -129,10 +136,10 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   for (const value of [guard.before, guard.after]) assert.ok(value >= 0 && value <= 100, `${value}`);
   assert.equal(
     guard.refit_head,
-    guard.before - guard.after > 4,
-    'a re-fit exactly where the accuracy fell by more than 4',
+    guard.before - guard.after > 2,
+    'a re-fit exactly where the accuracy fell by more than 2',
   );
-  assert.match(html, /Accuracy guard \(4 points\)/);
+  assert.match(html, /Accuracy guard \(2 points\)/);
   // --refit-head and the bfloat16 settings are recorded in the JSON and named in the HTML.
   const refitOut = join(folder, 'refit.safetensors');
   const refit = mcldef([
@@ -150,7 +157,10 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
   assert.equal(refitReport.accuracy_guard, undefined, '--accuracy-guard off');
   assert.deepEqual(refitReport.changes_from_published, {
     epochs: 2,
+    clean_feature_weight: 1,
     refit_head: true,
+    refit_stamped: true,
+    stack_scan_patterns: true,
     precision: 'bfloat16',
     inversion_precision: 'bfloat16',
   });
