@@ -163,6 +163,22 @@ const describe = (m: ReturnType<typeof measure>): string =>
 
 const original = load();
 const before = measure(original);
+/** The scan's patterns for the purified target, from the scan's start (0) and its restarts' (1, 2). */
+function scanPatternsFor(starts: number[]): Tensor[] {
+  const scan = scanOptions(optionsOf({}), seed);
+  const scanSet = scanSubset(clean, scan);
+  try {
+    return starts.map((start) => {
+      const found = scanInversion(original, scanSet, defenseTarget, seed + start, scan);
+      const pattern = keep(found.pattern.clone());
+      found.dispose();
+      return pattern;
+    });
+  } finally {
+    if (scanSet !== clean) scanSet.dispose();
+  }
+}
+
 // --detected: the target, and the kind of trigger, that the stored detection scan decided
 // ($MCLDEF_RESULTS/detection/MODEL-sSEED.json, from `npm run bench:detection`); the scan's
 // patterns for that target are inverted again as the scan inverted them (its start, and the
@@ -182,15 +198,7 @@ if (values.detected) {
   defenseTarget = decision.target;
   method = decision.flaggedBy === 'warp' || decision.flaggedBy === 'signal' ? decision.flaggedBy : 'pattern';
   if (decision.flaggedBy === 'size') {
-    const scan = scanOptions(optionsOf({}), seed);
-    const scanSet = scanSubset(clean, scan);
-    const starts = stored.classes[defenseTarget]!.restartSizes.length > 0 ? [0, 1, 2] : [0];
-    for (const start of starts) {
-      const found = scanInversion(original, scanSet, defenseTarget, seed + start, scan);
-      scanPatterns.push(keep(found.pattern.clone()));
-      found.dispose();
-    }
-    if (scanSet !== clean) scanSet.dispose();
+    scanPatterns.push(...scanPatternsFor(stored.classes[defenseTarget]!.restartSizes.length > 0 ? [0, 1, 2] : [0]));
   }
 }
 if (values.inversion !== undefined) method = values.inversion as InversionMethod;
@@ -224,14 +232,7 @@ if (inverted.length > 1) {
   for (const t of inverted) t.dispose();
 }
 // --scan-stack (target given): one scan pattern for the target, as the scan inverts it.
-if (values['scan-stack'] && scanPatterns.length === 0) {
-  const scan = scanOptions(optionsOf({}), seed);
-  const scanSet = scanSubset(clean, scan);
-  const found = scanInversion(original, scanSet, defenseTarget, seed, scan);
-  scanPatterns.push(keep(found.pattern.clone()));
-  found.dispose();
-  if (scanSet !== clean) scanSet.dispose();
-}
+if (values['scan-stack'] && scanPatterns.length === 0) scanPatterns.push(...scanPatternsFor([0]));
 const inversionSeconds = (performance.now() - started) / 1000;
 console.log(
   `trigger (${method}): size ${trigger.size}, attack accuracy ${(100 * trigger.attackAccuracy).toFixed(1)}%, ${trigger.passes} passes, ${inversionSeconds.toFixed(0)} s; ${scanPatterns.length} scan pattern(s)`,

@@ -284,7 +284,7 @@ export function accuracyGuard(options: Pick<McldefOptions, 'preset' | 'accuracyG
   return value === 'off' ? undefined : value;
 }
 
-/** The clean-feature term's weight for the inversion method in use. */
+/** The clean-feature term's weight: the option, or the preset's (1; published: 0). */
 export function cleanFeatureWeight(options: Pick<McldefOptions, 'preset' | 'cleanFeatureWeight'>): number {
   return options.cleanFeatureWeight ?? (options.preset === 'published' ? 0 : DEFAULT_CLEAN_FEATURE_WEIGHT);
 }

@@ -169,13 +169,19 @@ function* cleanBatches(clean: ImageSplit, batchSize: number, trigger?: Trigger):
  * The model's features of every clean image (stamped with `trigger` when given), in eval
  * mode, without gradient (the caller disposes).
  */
-function cleanFeatures(model: Classifier, clean: ImageSplit, precision: Precision, trigger?: Trigger): Tensor {
+function cleanFeatures(
+  model: Classifier,
+  clean: ImageSplit,
+  precision: Precision,
+  trigger?: Trigger,
+  batchSize = 128,
+): Tensor {
   const wasTraining = model.training;
   model.eval();
   const parts: Tensor[] = [];
   try {
     return noGrad(() => {
-      for (const batch of cleanBatches(clean, 128, trigger)) {
+      for (const batch of cleanBatches(clean, batchSize, trigger)) {
         try {
           parts.push(tidy(() => featuresAt(model, precision, batch)));
         } finally {
@@ -272,9 +278,8 @@ function refitOn(
 
 /**
  * The frozen model's features of every clean image and of its stamped copy. The trigger gets
- * the images' positions in the clean set (`indices`), so that a trigger that stamps images
- * differently (a stack: image n gets pattern n mod K) stamps an image's anchor and its frozen
- * negative alike.
+ * the images' positions in the clean set, so that a trigger that stamps images differently (a
+ * stack: image n gets pattern n mod K) stamps an image's anchor and its frozen negative alike.
  */
 function frozenFeatures(
   model: Classifier,
@@ -283,34 +288,12 @@ function frozenFeatures(
   batchSize: number,
   precision: Precision,
 ): { positive: Tensor; negative: Tensor } {
-  const wasTraining = model.training;
-  model.eval();
-  const positives: Tensor[] = [];
-  const negatives: Tensor[] = [];
+  const positive = cleanFeatures(model, clean, precision, undefined, batchSize);
   try {
-    noGrad(() => {
-      for (let start = 0; start < clean.count; start += batchSize) {
-        const count = Math.min(batchSize, clean.count - start);
-        tidy(() => {
-          const images = toUnitRange(clean.images.narrow(0, start, count));
-          const indices = arange(start, start + count, 1, { dtype: 'int64' });
-          positives.push(keep(featuresAt(model, precision, normalize(images, clean.normalization))));
-          negatives.push(
-            keep(featuresAt(model, precision, normalize(trigger.apply(images, indices), clean.normalization))),
-          );
-        });
-      }
-    });
-    const positive = keep(F.cat(positives, 0));
-    try {
-      return { positive, negative: keep(F.cat(negatives, 0)) };
-    } catch (error) {
-      positive.dispose();
-      throw error;
-    }
-  } finally {
-    for (const t of [...positives, ...negatives]) t.dispose();
-    model.train(wasTraining);
+    return { positive, negative: cleanFeatures(model, clean, precision, trigger, batchSize) };
+  } catch (error) {
+    positive.dispose();
+    throw error;
   }
 }
 
