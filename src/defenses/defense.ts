@@ -1,9 +1,11 @@
 // The defense interface: every method (MCLDef and the baselines) is one class behind it,
 // registered by name (registry.ts). A defense receives the suspicious model, the defender's
 // clean data and a context, and returns the defended model with a typed report.
+import type { Trigger } from '../attacks/trigger.js';
 import type { Device } from '../engine/tensor.js';
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier } from '../nn/models/classifier.js';
+import type { ScanSummary } from './evidence.js';
 import type { OptionSpecs, OptionValues } from './options.js';
 
 /** One epoch (or pass) of a defense's training, for the report's chart. */
@@ -39,6 +41,20 @@ export interface DefenseOutcome {
   report: DefenseReportBase;
   /** A picture for the report, e.g. the inverted trigger (PNG). */
   figure?: { name: string; caption: string; png: Buffer };
+  /**
+   * The trigger the defense found and acted against (towards `report.target`), for the
+   * held-out evidence; the caller owns it and disposes it.
+   */
+  trigger?: FoundTrigger;
+  /** The defense's own detection scan of the model it received, where it ran one. */
+  scan?: ScanSummary;
+}
+
+/** A trigger a defense inverted: it stamps [0, 1] images and owns tensors. */
+export interface FoundTrigger extends Trigger {
+  /** Its kind: 'pattern', 'mask', 'warp', 'signal'... */
+  readonly method: string;
+  dispose(): void;
 }
 
 /** A progress event, for progress bars and logs. */

@@ -6,9 +6,25 @@ import type { ImageSplit } from '../data/dataset.js';
 import { subset, subsetIndices } from '../data/subset.js';
 import { type Metrics, type TestTimeTrigger, defenseEffectivenessRating, evaluate } from '../eval/metrics.js';
 import type { Classifier } from '../nn/models/classifier.js';
-import type { DefenseContext, DefenseEpoch, ProgressEvent } from './defense.js';
-import { type OptionValue, resolveOptions } from './options.js';
+import type { StateDict } from '../nn/module.js';
+import type { DefenseContext, DefenseEpoch, DefenseOutcome, ProgressEvent } from './defense.js';
+import {
+  type HeldOutEvidence,
+  type ScanSummary,
+  type Verification,
+  readAccuracy,
+  readTrigger,
+  splitEvidence,
+  summarizeScan,
+  verdictLines,
+} from './evidence.js';
+import { scanForBackdoor } from './mcldef/defense.js';
+import { MCLDEF_OPTIONS, mcldefOptions } from './mcldef/options.js';
+import { type OptionValue, type OptionValues, resolveOptions } from './options.js';
 import { defenseEntry } from './registry.js';
+
+/** The default fraction of the defender's clean data held out as evidence (`--evidence`). */
+export const DEFAULT_EVIDENCE_FRACTION = 0.1;
 
 /** Percentages; null where no attack was given. */
 export interface ReportMetrics {
@@ -37,6 +53,12 @@ export interface DefendReport {
   epochs: DefenseEpoch[];
   /** The run's fully resolved options (long flag names), enough to repeat it as --config. */
   options: Record<string, OptionValue>;
+  /** The found trigger on clean images held out from the defense, before and after (null: --evidence 0). */
+  evidence: HeldOutEvidence | null;
+  /** The detection scan before and again after the defense (null: --verify not asked for). */
+  verification: Verification | null;
+  /** The run's answer in words (the console's last lines). */
+  verdict: string[];
   /** The method's own fields (trigger, detection, settings in force...). */
   [detail: string]: unknown;
 }
@@ -62,6 +84,13 @@ export interface DefendArgs {
   dataKind?: string;
   /** Test images for the per-epoch BA/ASR chart (reporting only; 0: none). Default 500. */
   monitor?: number;
+  /**
+   * Fraction of the clean data held out from the defense, on which the trigger it finds is
+   * measured before and after (default 0.1; 0: none, the defense gets all of it).
+   */
+  evidence?: number;
+  /** Run MCLDef's detection scan again on the defended model (and before, where the defense ran none). */
+  verify?: boolean;
   /** Names for the report. */
   modelName?: string;
   dataName?: string;
@@ -86,6 +115,58 @@ function splitHeldOut(clean: ImageSplit, ratio: number, seed: number): { train: 
   return {
     heldOut: clean.select(heldIndices, `${clean.source}, held out ${ratio}`),
     train: clean.select(rest, `${clean.source}, without the held-out ${ratio}`),
+  };
+}
+
+/** Detached copies of a state dict's tensors (the caller disposes them). */
+function cloneState(state: StateDict): StateDict {
+  const copies: StateDict = new Map();
+  for (const [key, tensor] of state) {
+    copies.set(key, tensor.clone());
+    tensor.dispose();
+  }
+  return copies;
+}
+
+/**
+ * The found trigger (or, without one, the plain accuracy) on the evidence images, on the
+ * defended model and on the weights before the defense (swapped in and back where the
+ * defense changed the model in place).
+ */
+function measureEvidence(
+  outcome: DefenseOutcome,
+  before: StateDict,
+  evidence: ImageSplit,
+  input: Classifier,
+): HeldOutEvidence {
+  const { trigger, report } = outcome;
+  const target = report.target;
+  const read = (m: Classifier): HeldOutEvidence['before'] =>
+    trigger === undefined || target === null ? readAccuracy(m, evidence) : readTrigger(m, evidence, trigger, target);
+  const defended = outcome.model;
+  const afterReading = read(defended);
+  let beforeReading: HeldOutEvidence['before'];
+  if (!report.changed) beforeReading = afterReading;
+  else if (defended !== input) beforeReading = read(input);
+  else {
+    const after = cloneState(defended.stateDict());
+    try {
+      defended.loadStateDict(before);
+      beforeReading = read(defended);
+    } finally {
+      defended.loadStateDict(after);
+      for (const tensor of after.values()) tensor.dispose();
+    }
+  }
+  const stamped =
+    target === null ? null : evidence.labelArray.reduce((count, label) => count + (label === target ? 0 : 1), 0);
+  return {
+    images: evidence.count,
+    stamped_images: trigger === undefined ? null : stamped,
+    target,
+    trigger: trigger?.method ?? null,
+    before: beforeReading,
+    after: afterReading,
   };
 }
 
@@ -136,18 +217,24 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
     test !== undefined && attack !== undefined && monitorCount > 0
       ? subset(test, Math.min(1, monitorCount / test.count), { seed: 1 })
       : undefined;
+  const evidenceFraction = args.evidence ?? DEFAULT_EVIDENCE_FRACTION;
+  const evidenceSplit = evidenceFraction > 0 ? splitEvidence(clean, evidenceFraction, seed) : undefined;
+  const defenseData = evidenceSplit?.rest ?? clean;
   const held =
     entry.heldOutFraction !== undefined && entry.heldOutFraction > 0
-      ? splitHeldOut(clean, entry.heldOutFraction, seed)
+      ? splitHeldOut(defenseData, entry.heldOutFraction, seed)
       : undefined;
+  const device = args.device ?? getDefaultDevice();
+  const progress =
+    args.progress ?? ((event: ProgressEvent) => (event.message === undefined ? undefined : log(`  ${event.message}`)));
   const context: DefenseContext = {
     seed,
-    device: args.device ?? getDefaultDevice(),
+    device,
     dataKind: args.dataKind ?? 'cifar10',
     ...(args.target === undefined ? {} : { target: args.target }),
     ...(held === undefined ? {} : { heldOut: held.heldOut }),
     log,
-    progress: args.progress ?? ((event) => (event.message === undefined ? undefined : log(`  ${event.message}`))),
+    progress,
     ...(monitorSet === undefined
       ? {}
       : {
@@ -157,14 +244,57 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
           },
         }),
   };
-  let outcome;
+  const trainingData = held?.train ?? defenseData;
+  // The verification's scans use MCLDef's settings (the run's own where the method is MCLDef).
+  const scanSettings = mcldefOptions(
+    methodName === 'mcldef' ? values : (resolveOptions(MCLDEF_OPTIONS, {}, 'the verification scan') as OptionValues),
+  );
+  const scan = (which: string): ScanSummary => {
+    log(`verification: scanning the ${which} model…`);
+    const detection = scanForBackdoor(model, trainingData, scanSettings, { seed, progress });
+    for (const pattern of detection.targetPatterns) pattern.dispose();
+    return summarizeScan(detection);
+  };
+  let outcome: DefenseOutcome | undefined;
+  let snapshot: StateDict | undefined;
+  let evidence: HeldOutEvidence | null = null;
+  let verification: Verification | null = null;
   try {
-    outcome = await defense.run(model, held?.train ?? clean, context);
+    // MCLDef scans the model itself where it is not told the target; otherwise scan it here, first.
+    const defenseScans = methodName === 'mcldef' && args.target === undefined;
+    const scanBefore = args.verify === true && !defenseScans ? scan('suspicious') : undefined;
+    // The weights before the defense, to measure the trigger it finds on the model as it was.
+    if (evidenceSplit !== undefined) snapshot = cloneState(model.stateDict());
+    outcome = await defense.run(model, trainingData, context);
+    const { report: methodReport } = outcome;
+    if (evidenceSplit !== undefined) {
+      evidence = measureEvidence(outcome, snapshot!, evidenceSplit.evidence, model);
+      log(`evidence: ${evidence.images} clean images held out from the defense`);
+    }
+    if (args.verify === true) {
+      const before = scanBefore ?? outcome.scan;
+      if (before === undefined)
+        throw new Error(`verification: defense '${methodName}' reported no scan of the model it received`);
+      const after = methodReport.changed ? scan('defended') : null;
+      verification = {
+        before,
+        after,
+        statistic: before.flagged_by ?? 'size',
+        seconds: (scanBefore?.seconds ?? 0) + (after?.seconds ?? 0),
+      };
+    }
+  } catch (error) {
+    outcome?.trigger?.dispose();
+    throw error;
   } finally {
+    if (snapshot !== undefined) for (const tensor of snapshot.values()) tensor.dispose();
     monitorSet?.dispose();
     held?.train.dispose();
     held?.heldOut.dispose();
+    evidenceSplit?.evidence.dispose();
+    evidenceSplit?.rest.dispose();
   }
+  outcome.trigger?.dispose();
   const defended = outcome.model;
   const after = outcome.report.changed || before === undefined ? measure() : before;
   if (after !== undefined && before !== undefined) {
@@ -201,7 +331,16 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
     seconds,
     epochs: methodReport.epochs,
     options,
+    evidence,
+    verification,
+    verdict: [],
     ...methodReport.details,
   };
+  report.verdict = verdictLines({
+    ...report,
+    ...(methodReport.seconds.detection === undefined || methodReport.seconds.detection <= 0
+      ? {}
+      : { detection_seconds: methodReport.seconds.detection }),
+  });
   return { report, model: defended, ...(outcome.figure === undefined ? {} : { figure: outcome.figure }) };
 }

@@ -9,7 +9,7 @@ import { useDevice } from '../engine/device.js';
 import { parseDataSpec } from '../data/load.js';
 import { subset } from '../data/subset.js';
 import { kebabCase, type OptionValue, resolveOptions } from '../defenses/options.js';
-import { type DefendResult, defend } from '../defenses/pipeline.js';
+import { DEFAULT_EVIDENCE_FRACTION, type DefendResult, defend } from '../defenses/pipeline.js';
 import type { ProgressEvent } from '../defenses/defense.js';
 import { defenseEntry } from '../defenses/registry.js';
 import { type AttackSettings, attackSettings, buildAttack, buildModel, loadSplit } from './setup.js';
@@ -36,6 +36,10 @@ export interface DefendCheckpointOptions extends AttackSettings {
   attackSeed?: number;
   /** Test images for the report's per-epoch chart (default 500; 0: none). */
   monitor?: number;
+  /** Fraction of the defender's clean data held out as evidence (default 0.1; 0: none). */
+  evidence?: number;
+  /** Scan the defended model again (MCLDef's detection scan). */
+  verify?: boolean;
   seed?: number;
   /** CPU threads for libtorch (default: every core, as the CLI). */
   threads?: number;
@@ -94,6 +98,8 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
       threads,
       cleanRatio: options.cleanRatio ?? 0.05,
       monitor: options.monitor ?? 500,
+      evidence: options.evidence ?? DEFAULT_EVIDENCE_FRACTION,
+      verify: options.verify ?? false,
       ...(options.attack === undefined
         ? {}
         : { mode: options.mode ?? 'all-to-one', poisonRate: options.poisonRate ?? 0.1 }),
@@ -120,6 +126,8 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
       device,
       dataKind: kind,
       monitor: options.monitor ?? 500,
+      evidence: options.evidence ?? DEFAULT_EVIDENCE_FRACTION,
+      verify: options.verify ?? false,
       modelName: options.weights,
       dataName: options.data,
       recordOptions: record,

@@ -4,6 +4,7 @@
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
 
+import type { HeldOutEvidence, TriggerReading, Verification } from '../defenses/evidence.js';
 import type { DefendReport } from '../defenses/pipeline.js';
 
 /** What the report reads: a defense run's report (src/defenses/pipeline.ts). */
@@ -23,6 +24,12 @@ export type DefenseReport = Pick<
 > & {
   changed?: boolean;
   reason?: string;
+  /** The found trigger on held-out clean images, before and after. */
+  evidence?: HeldOutEvidence | null;
+  /** The detection scan before and after (--verify). */
+  verification?: Verification | null;
+  /** The run's answer in words. */
+  verdict?: string[];
   /** Settings that differ from the published configuration, e.g. {refit_head: true}. */
   changes_from_published?: Record<string, number | boolean | string>;
   /** What the clean-accuracy guard measured (%) and did, where it was on. */
@@ -65,6 +72,71 @@ function detectionTable(detection: DefenseReport['detection'], target: number | 
 ${rows}
 </table>
 <p class="muted">A class is flagged where its inverted trigger is anomalously small (size index above 2) and inversions from other random starts find it again (agreement: the largest cosine between two of its patterns, at least 0.5), or its trigger's images sit apart from the class's clean ones in feature space (separation at least the median's), or its trigger is at most a tenth of the median size, or where a warp or stripe reaches it anomalously easily (warp or signal index above 2). Feature separation: how far the images its trigger stamps sit from the class's clean images in feature space, in units of their spread. ${escape(decided)}</p>`;
+}
+
+/** Each class's index before and after the defense, one chart (SVG). */
+export async function verificationChart(verification: Verification): Promise<string> {
+  const { statistic } = verification;
+  const values = (['before', 'after'] as const).flatMap((when) => {
+    const scan = verification[when];
+    const indices = scan?.indices[statistic] ?? null;
+    return indices === null ? [] : indices.map((index, label) => ({ class: label, when, index }));
+  });
+  const spec = compile({
+    width: 520,
+    height: 220,
+    data: { values },
+    layer: [
+      {
+        mark: 'bar',
+        encoding: {
+          x: { field: 'class', type: 'ordinal', title: 'class', axis: { labelAngle: 0 } },
+          xOffset: { field: 'when', type: 'nominal', sort: ['before', 'after'] },
+          y: { field: 'index', type: 'quantitative', title: `${statistic} anomaly index` },
+          color: { field: 'when', type: 'nominal', sort: ['before', 'after'], title: null },
+        },
+      },
+      { mark: { type: 'rule', strokeDash: [4, 4] }, encoding: { y: { datum: 2 } } },
+    ],
+  }).spec;
+  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+/** The "did it work?" section: the verdict, the held-out evidence beside the true figures, the re-scan. */
+async function evidenceSection(report: DefenseReport): Promise<string> {
+  const verdict = report.verdict ?? [];
+  if (verdict.length === 0 && (report.evidence ?? null) === null && (report.verification ?? null) === null) return '';
+  const cell = (value: number | null | undefined): string =>
+    value === null || value === undefined || Number.isNaN(value) ? '–' : value.toFixed(1);
+  const evidence = report.evidence ?? null;
+  const reading = (r: HeldOutEvidence['before'] | undefined): Partial<TriggerReading> => r ?? {};
+  const truth = report.attack !== null;
+  const rows =
+    evidence === null
+      ? ''
+      : `<table><tr><th></th><th>found trigger's success %</th><th>without the trigger %</th><th>held-out clean accuracy %</th>${truth ? '<th>true ASR %</th><th>BA %</th>' : ''}</tr>
+${(['before', 'after'] as const)
+  .map((when) => {
+    const r = reading(evidence[when]);
+    return `<tr><th>${when}</th><td>${cell(r.trigger_success)}</td><td>${cell(r.target_without_trigger)}</td><td>${cell(r.clean_accuracy)}</td>${truth ? `<td>${cell(report[when].asr)}</td><td>${cell(report[when].ba)}</td>` : ''}</tr>`;
+  })
+  .join('\n')}
+</table>
+<p class="muted">${evidence.images} clean images were held out from the defense (never scanned, inverted or trained on)${evidence.stamped_images === null ? '' : `; the found trigger stamped the ${evidence.stamped_images} of them not of class ${evidence.target}`}.${truth ? ' The true ASR and BA are measured on the test split with the attack, which the defense was never shown.' : ''}</p>`;
+  const verification = report.verification ?? null;
+  const chart =
+    verification === null
+      ? ''
+      : `<h3>Detection scan before and after</h3>
+${await verificationChart(verification)}
+<p class="muted">Each class's ${verification.statistic} anomaly index (how far below the classes' median its inverted trigger's ${verification.statistic === 'size' ? 'size' : 'loss'} lies); above the dashed line (2) a class stands out.${verification.after === null ? ' The model was left unchanged, so it was not scanned again.' : ''} The scans took ${verification.seconds.toFixed(0)} s beyond the defense.</p>`;
+  return `<h2>Did it work?</h2>
+<ul class="verdict-lines">${verdict.map((line) => `<li>${escape(line)}</li>`).join('')}</ul>
+${rows}
+${chart}`;
 }
 
 /** A line on the clean-accuracy guard, if it was on. */
@@ -177,6 +249,7 @@ tr.flagged { background: #fdecea; }
 <p>Model <code>${escape(report.model ?? '–')}</code> on <code>${escape(report.data ?? '–')}</code>${report.attack === null ? '' : `, evaluated under <code>${escape(report.attack)}</code>`}.
 ${target}.</p>
 ${verdict}
+${await evidenceSection(report)}
 <h2>Before and after</h2>
 <table><tr><th></th><th>BA %</th><th>ASR %</th><th>RA %</th><th title="the ASR images without the trigger that the model already sends to the target">target without trigger %</th></tr>
 ${rows}

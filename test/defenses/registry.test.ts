@@ -183,13 +183,19 @@ test('a defense registered from a test is listed, gets its flags in defend --hel
       after: { ba: number };
       options: Record<string, unknown>;
       held_out_accuracy: number[];
+      evidence: { images: number; trigger: string | null };
+      verdict: string[];
     };
     assert.equal(report.method, 'test-finetune');
     assert.equal(report.epochs.length, 2);
     assert.equal(report.options.epochs, 2);
     assert.equal(report.options['learning-rate'], 0.01, 'the default is recorded');
-    // The defender's 60 clean images (half of 120): 20 % held out, stratified (4 of each class's 20).
-    assert.deepEqual([seen.clean, seen.heldOut], [48, 12]);
+    // The defender's 60 clean images (half of 120): 10 % held out as evidence (2 of each
+    // class's 20), then 20 % of the rest for the method's selection (4 of each class's 18).
+    assert.deepEqual([seen.clean, seen.heldOut], [42, 12]);
+    assert.equal(report.evidence.images, 6);
+    assert.equal(report.evidence.trigger, null, 'fine-tuning finds no trigger');
+    assert.match(report.verdict.join('\n'), /held-out clean accuracy [\d.]+ % → [\d.]+ % \(6 images/);
     assert.deepEqual(report.held_out_accuracy, seen.heldOutAccuracy);
     // The report's BA is the saved model's on the test split, measured here again.
     const test = loadSplit(`imagefolder:${data}`, 'test', cache);

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 
 import { Command, Option } from 'commander';
 
+import { DEFAULT_EVIDENCE_FRACTION } from '../../defenses/pipeline.js';
 import { defenseEntry, defenseNames } from '../../defenses/registry.js';
 import { saveWeights } from '../../io/index.js';
 import { defendCheckpoint } from '../../pipeline/defend-checkpoint.js';
@@ -35,6 +36,8 @@ interface DefendFlags extends CommonFlags, AttackFlags {
   cleanRatio: number;
   detect?: boolean;
   monitor: number;
+  evidence: number;
+  verify?: boolean;
   out?: string;
   reportDir?: string;
 }
@@ -67,6 +70,20 @@ export function defendCommand(method = 'mcldef'): Command {
       new Option('--monitor <n>', "test images for the report's per-epoch BA/ASR chart (with --attack; 0: none)")
         .default(500)
         .argParser(integer('--monitor', 0)),
+    )
+    .addOption(
+      new Option(
+        '--evidence <fraction>',
+        'fraction of the clean data held out from the defense, on which the trigger it finds is measured before and after (0: none)',
+      )
+        .default(DEFAULT_EVIDENCE_FRACTION)
+        .argParser(number('--evidence', 0, 0.5)),
+    )
+    .addOption(
+      new Option(
+        '--verify',
+        "run the detection scan again on the defended model (MCLDef's scan; with a told target or another method, also before): about as long as the scan itself",
+      ),
     )
     .addOption(new Option('--out <file>', 'defended weights (.safetensors or .pth)'))
     .addOption(
@@ -111,6 +128,8 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
           ...(flags.attackSeed === undefined ? {} : { attackSeed: flags.attackSeed }),
         }),
     monitor: flags.monitor,
+    evidence: flags.evidence,
+    ...(flags.verify === true ? { verify: true } : {}),
     seed: flags.seed,
     threads: flags.threads,
     ...(flags.device === undefined ? {} : { device: flags.device }),
@@ -138,6 +157,7 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
       flags.reportDir ?? (flags.out === undefined ? 'mcldef-report' : `${flags.out.replace(WEIGHTS_NAME, '')}-report`);
     const html = await writeReportFiles(reportDir, { report, ...(figure === undefined ? {} : { figure }) });
     say(flags, `report: ${html}`);
+    for (const line of report.verdict) say(flags, line);
     writeJson(flags.json, report);
   } finally {
     model.dispose();

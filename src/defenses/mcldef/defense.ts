@@ -6,6 +6,7 @@ import type { Tensor } from '../../engine/tensor.js';
 import type { Classifier } from '../../nn/models/classifier.js';
 import { triggerPng } from '../../report/trigger-image.js';
 import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from '../defense.js';
+import { type ScanSummary, summarizeScan } from '../evidence.js';
 import { type DetectionResult, detectBackdoor } from './detect.js';
 import { type InversionOptions, invertTrigger } from './invert.js';
 import {
@@ -150,6 +151,7 @@ export class Mcldef implements Defense {
     let detectionSeconds = 0;
     let scan:
       Pick<DetectionResult, 'classes' | 'median' | 'mad' | 'flaggedBy' | 'margin' | 'vetoed' | 'decidedBy'> | undefined;
+    let scanSummary: ScanSummary | undefined;
     if (target === undefined) {
       log(`scanning ${clean.numClasses} classes with ${Math.min(500, clean.count)} clean images…`);
       const detection = scanForBackdoor(model, clean, options, context, stackScanPatterns(options));
@@ -166,6 +168,7 @@ export class Mcldef implements Defense {
         vetoed: detection.vetoed,
         decidedBy: detection.decidedBy,
       };
+      scanSummary = summarizeScan(detection);
       if (detected === null) {
         log('nothing to remove: the model is left unchanged');
         const seconds = (performance.now() - started) / 1000;
@@ -180,6 +183,7 @@ export class Mcldef implements Defense {
             seconds: { inversion: seconds, detection: detectionSeconds, purification: 0, total: seconds },
             details: { detection: scan },
           },
+          scan: scanSummary,
         };
       }
       target = detected;
@@ -203,6 +207,7 @@ export class Mcldef implements Defense {
       },
     });
     let stacked: StackedTrigger | null = null;
+    let handedOver = false;
     try {
       const inversionSeconds = (performance.now() - started) / 1000;
       log(
@@ -244,8 +249,12 @@ export class Mcldef implements Defense {
           `accuracy guard (${guard.tolerance} points): clean-image accuracy ${guard.before.toFixed(2)}% before, ${guard.after.toFixed(2)}% after purification: ${guard.refitHead ? 'head re-fitted' : options.refitHead ? 'within the tolerance (the head is re-fitted anyway: --refit-head)' : 'no action'}`,
         );
       }
+      handedOver = true;
       return {
         model,
+        // The caller measures it on held-out images and disposes it.
+        trigger,
+        ...(scanSummary === undefined ? {} : { scan: scanSummary }),
         report: {
           target,
           detected_target: detected,
@@ -305,7 +314,7 @@ export class Mcldef implements Defense {
         },
       };
     } finally {
-      trigger.dispose();
+      if (!handedOver) trigger.dispose();
       stacked?.dispose();
     }
   }
