@@ -7,6 +7,8 @@
 //   attacks:   every backdoored model of bench:attacks (bench/attacks.config.json), target not given
 //   attacks-refit: the same with --refit-head (the head re-fit on clean data after purification)
 //   attacks-refit-log: the same with --refit-head --anomaly-scale log
+//   evidence:  the authors' model, every model of bench:attacks and the clean one, target not
+//              given, --verify: the held-out evidence and the re-scan beside the true ASR
 // Options: --suite NAME[,NAME...] (default all three), --only RUN[,RUN...]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -30,9 +32,24 @@ interface Run {
 interface Metrics {
   ba: number;
   asr: number | null;
+  asr_no_trigger?: number | null;
+}
+
+interface Reading {
+  trigger_success?: number;
+  target_without_trigger?: number;
+  clean_accuracy: number;
+}
+
+interface ScanSummary {
+  target: number | null;
+  flagged_by: string | null;
+  indices: Record<string, number[] | null>;
 }
 
 interface DefendReport {
+  evidence?: { images: number; target: number | null; before: Reading; after: Reading } | null;
+  verification?: { before: ScanSummary; after: ScanSummary | null; statistic: string; seconds: number } | null;
   target: number | null;
   detected_target: number | null;
   before: Metrics;
@@ -88,6 +105,8 @@ for (const preset of ['default', 'published']) {
         '5',
         '--preset',
         preset,
+        // The published configuration trains on the whole clean subset.
+        ...(preset === 'published' ? ['--evidence', '0'] : []),
         '--seed',
         `${seed}`,
       ],
@@ -127,6 +146,32 @@ for (const [suite, extra] of [
   }
 }
 
+// The true target of each model, for the evidence table.
+const trueTargets = new Map<string, number | null>([
+  ['evidence-reference', 5],
+  ['evidence-clean', null],
+]);
+runs.push({
+  suite: 'evidence',
+  name: 'evidence-reference',
+  command: 'defend',
+  args: ['--weights', reference, '--attack', 'badnets-grid', '--target', '5', '--detect', '--verify'],
+});
+for (const attack of attacks.runs) {
+  const name = `evidence-${attack.name}`;
+  if (attack.name === 'clean-seed1') continue;
+  // The clean model: the grid trigger's ASR is its floor (what a model with no backdoor scores).
+  const flags = attack.name === 'clean' ? ['--attack', 'badnets-grid', '--target', '0'] : attackArgs(attack.args);
+  const target = flags.indexOf('--target');
+  if (!trueTargets.has(name)) trueTargets.set(name, Number(flags[target + 1]));
+  runs.push({
+    suite: 'evidence',
+    name,
+    command: 'defend',
+    args: ['--weights', join(models, `${attack.name}.safetensors`), ...flags.map(substitute), '--detect', '--verify'],
+  });
+}
+
 for (const run of runs) {
   if (!suites.includes(run.suite) || (only !== undefined && !only.includes(run.name))) continue;
   const json = join(results, `${run.name}.json`);
@@ -145,6 +190,11 @@ for (const run of runs) {
     json,
     ...(run.command === 'defend' ? ['--report-dir', join(results, `${run.name}-report`)] : []),
   ];
+  const weights = run.args[run.args.indexOf('--weights') + 1]!;
+  if (!existsSync(weights)) {
+    console.log(`${run.name}: skipped, no ${weights} (npm run bench:attacks)`);
+    continue;
+  }
   console.log(`${run.name}: mcldef ${args.join(' ')}`);
   const result = spawnSync(process.execPath, ['--import', 'tsx', join(repo, 'src/cli/main.ts'), ...args], {
     stdio: 'inherit',
@@ -196,3 +246,40 @@ if (suites.includes('detect')) {
 if (suites.includes('attacks')) defendTable('attacks');
 if (suites.includes('attacks-refit')) defendTable('attacks-refit');
 if (suites.includes('attacks-refit-log')) defendTable('attacks-refit-log');
+
+/** The held-out evidence and the re-scan beside the true figures, one row per model. */
+const evidenceTable = (): void => {
+  console.log(
+    `\n| model | true target | found | found trigger's success % before → after (without it) | held-out accuracy % before → after | re-scan | true ASR % before → after (without it) | BA % before → after | s defense | s verify |`,
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const run of runs.filter((r) => r.suite === 'evidence')) {
+    const r = read<DefendReport>(run.name);
+    if (r === undefined) continue;
+    const e = r.evidence;
+    const v = r.verification;
+    const success =
+      e?.before.trigger_success === undefined
+        ? '-'
+        : `${fmt(e.before.trigger_success, 1)} → ${fmt(e.after.trigger_success, 1)} (${fmt(e.after.target_without_trigger, 1)})`;
+    const accuracy =
+      e === null || e === undefined ? '-' : `${fmt(e.before.clean_accuracy, 1)} → ${fmt(e.after.clean_accuracy, 1)}`;
+    const suspect = v?.before.target ?? null;
+    const index = (scan: ScanSummary | null | undefined): string =>
+      suspect === null || scan === null || scan === undefined ? '-' : fmt(scan.indices[v!.statistic]?.[suspect], 2);
+    const rescan =
+      v === null || v === undefined
+        ? '-'
+        : v.after === null
+          ? 'unchanged'
+          : `${v.after.target === null ? 'none stands out' : `class ${v.after.target}${v.after.target === suspect ? ' still' : ''}`}${suspect === null ? '' : ` (index ${index(v.before)} → ${index(v.after)})`}`;
+    const truth =
+      r.before.asr === null
+        ? '-'
+        : `${fmt(r.before.asr, 1)} → ${fmt(r.after.asr, 1)} (${fmt(r.after.asr_no_trigger, 1)})`;
+    console.log(
+      `| ${run.name.replace(/^evidence-/, '')} | ${trueTargets.get(run.name) ?? 'none'} | ${r.detected_target ?? 'none'} | ${success} | ${accuracy} | ${rescan} | ${truth} | ${fmt(r.before.ba, 1)} → ${fmt(r.after.ba, 1)} | ${fmt((r.seconds.total ?? 0) - (v?.seconds ?? 0), 0)} | ${fmt(v?.seconds, 0)} |`,
+    );
+  }
+};
+if (suites.includes('evidence')) evidenceTable();

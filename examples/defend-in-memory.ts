@@ -1,5 +1,6 @@
 // MCLDef on a model and data already in memory: the defender's 5 % clean subset, the
-// detection scan (no target told), purification, and BA on the test split before and after.
+// detection scan (no target told), purification, BA on the test split before and after, and
+// the verdict (the trigger it found, measured on clean images the defense never saw).
 //
 //   node examples/defend-in-memory.ts --weights model.pth --data cifar10:./cifar-10
 import { parseArgs } from 'node:util';
@@ -50,6 +51,8 @@ console.log(
     before: report.before.ba,
     after: report.after.ba,
     measured_again: after.ba,
+    // In words: what was found, and the found trigger on held-out clean images before and after.
+    verdict: report.verdict,
   }),
 );
 model.dispose();

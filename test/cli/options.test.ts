@@ -270,7 +270,15 @@ test('the in-memory library example runs detection and purification and measures
     ...['--scan-passes', '2', '--epochs', '1', '--cache-dir', cache],
   ]);
   assert.equal(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout) as { arch: string; after: number; measured_again: number; changed: boolean };
+  const result = JSON.parse(run.stdout) as {
+    arch: string;
+    after: number;
+    measured_again: number;
+    changed: boolean;
+    verdict: string[];
+  };
   assert.equal(result.arch, 'wrn-16-1', 'the architecture recorded by mcldef train');
+  assert.match(result.verdict[0]!, /^(backdoor found towards class \d|no backdoor found)/);
+  assert.match(result.verdict.join('\n'), /held-out clean accuracy [\d.]+ %/);
   assert.equal(result.measured_again, result.after, "the report's BA is the returned model's");
 });
