@@ -165,6 +165,40 @@ export interface VerdictInput {
   verification?: Verification | null;
   /** Seconds the detection scan took in this run (for the cost of --verify), where it ran. */
   detection_seconds?: number;
+  /** The defense's own detection scan, where it ran one. */
+  scan?: ScanSummary | null;
+}
+
+/** The class with the largest index over the scan's statistics. */
+function highest(scan: ScanSummary): { label: number; statistic: DetectionStatistic; index: number } | null {
+  let best: { label: number; statistic: DetectionStatistic; index: number } | null = null;
+  for (const statistic of ['size', 'warp', 'signal'] as const) {
+    scan.indices[statistic]?.forEach((index, label) => {
+      if (best === null || index > best.index) best = { label, statistic, index };
+    });
+  }
+  return best;
+}
+
+/** The first line: what the defense found, with the scan's index where it ran one. */
+function foundLine(input: VerdictInput): string {
+  const scan = input.scan ?? null;
+  if (!input.changed) {
+    if (input.detected_target !== null || input.target !== null) {
+      return `the model is left unchanged (${input.reason ?? 'the defense changed nothing'})`;
+    }
+    const top = scan === null ? null : highest(scan);
+    const why =
+      top === null
+        ? (input.reason ?? 'no class stands out')
+        : `no class stands out: the highest, class ${top.label}'s ${top.statistic} index ${top.index.toFixed(2)}, is ${top.index > 2 ? 'over 2 but was not confirmed' : 'under the threshold 2'}`;
+    return `no backdoor found (${why}); the model is left unchanged`;
+  }
+  if (input.target === null) return 'the defense changed the model without a target class';
+  if (input.detected_target === null) return `target class ${input.target} (given, not detected)`;
+  const statistic = scan?.flagged_by ?? null;
+  const index = statistic === null ? undefined : scan?.indices[statistic]?.[input.target];
+  return `backdoor found towards class ${input.target}${index === undefined ? '' : ` (its ${statistic} index ${index.toFixed(2)}, threshold 2)`}`;
 }
 
 const pct = (value: number): string => `${value.toFixed(1)} %`;
@@ -205,22 +239,11 @@ function rescanLine(input: VerdictInput): string {
 export function verdictLines(input: VerdictInput): string[] {
   const lines: string[] = [];
   const evidence = input.evidence ?? null;
+  lines.push(foundLine(input));
   if (!input.changed) {
-    lines.push(
-      input.detected_target === null && input.target === null
-        ? `no backdoor found: the model is left unchanged (${input.reason ?? 'no class stands out'})`
-        : `the model is left unchanged (${input.reason ?? 'the defense changed nothing'})`,
-    );
     if (evidence !== null)
       lines.push(`held-out clean accuracy ${pct(evidence.before.clean_accuracy)} (${evidence.images} images)`);
   } else {
-    lines.push(
-      input.target === null
-        ? 'the defense changed the model without a target class'
-        : input.detected_target !== null
-          ? `backdoor found towards class ${input.target}`
-          : `target class ${input.target} (given, not detected)`,
-    );
     if (evidence !== null) {
       const { before, after } = evidence;
       if (hasTrigger(before) && hasTrigger(after)) {

@@ -338,6 +338,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   };
   report.verdict = verdictLines({
     ...report,
+    scan: outcome.scan ?? null,
     ...(methodReport.seconds.detection === undefined || methodReport.seconds.detection <= 0
       ? {}
       : { detection_seconds: methodReport.seconds.detection }),

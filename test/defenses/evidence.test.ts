@@ -152,7 +152,7 @@ test('defend(): the defense never receives an evidence image; the trigger it ret
         clean_accuracy: (100 * ones) / held.count,
       });
       assert.ok(corner.disposed >= 1, 'the pipeline disposed the trigger');
-      assert.match(report.verdict[0]!, /^backdoor found towards class 0$/);
+      assert.match(report.verdict[0]!, /^backdoor found towards class 0$/, 'no scan, no index');
       assert.match(report.verdict[1]!, /sends 0\.0 % of held-out images to class 0 \(was [\d.]+ %/);
       // The model the caller gets is the defended one (the swap for "before" was undone).
       assert.equal(evaluate(model, held, { normalization: held.normalization }).ba, (100 * ones) / held.count);
@@ -242,11 +242,12 @@ const detected: VerdictInput = {
   },
   verification: null,
   detection_seconds: 181.4,
+  scan: scan(3, [0, 0, 0.5, 5.14, 0, 0, 0, 0, 0, 0], 181.4),
 };
 
 test('verdict lines: a backdoor found and removed, the re-scan not run (its cost said)', () => {
   assert.deepEqual(verdictLines(detected), [
-    'backdoor found towards class 3',
+    'backdoor found towards class 3 (its size index 5.14, threshold 2)',
     'after the defense the found trigger sends 6.2 % of held-out images to class 3 (was 97.3 %; without it 3.1 %)',
     'held-out clean accuracy 74.8 % → 74.0 % (250 images, none of them used by the defense)',
     're-scan: not run (--verify scans the defended model again, about 181 s more)',
@@ -287,7 +288,7 @@ test('verdict lines: the re-scan finds nothing, or the same class still, and the
   assert.match(other[3]!, /^re-scan: class 7 now stands out \(by the size scan\); class 3's size index 5\.14 → 0\.30/);
 });
 
-test('verdict lines: a clean model is left unchanged, with its held-out accuracy', () => {
+test("verdict lines: a clean model is left unchanged, with the scan's highest index and the held-out accuracy", () => {
   const lines = verdictLines({
     target: null,
     detected_target: null,
@@ -310,9 +311,17 @@ test('verdict lines: a clean model is left unchanged, with its held-out accuracy
       statistic: 'size',
       seconds: 0,
     },
+    scan: {
+      ...scan(null, []),
+      indices: {
+        size: [0, 1.2, 0, 0, 0, 0, 0.4, 0, 0, 0],
+        warp: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0.3],
+        signal: [0, 0, 0, 0, 0, 0, 0, 0, 0, 1.74],
+      },
+    },
   });
   assert.deepEqual(lines, [
-    'no backdoor found: the model is left unchanged (no backdoor found)',
+    "no backdoor found (no class stands out: the highest, class 9's signal index 1.74, is under the threshold 2); the model is left unchanged",
     'held-out clean accuracy 78.4 % (250 images)',
     're-scan: not needed, the model is unchanged (0 s)',
   ]);
@@ -344,7 +353,7 @@ test('report.html: the verdict, the held-out table beside the true figures, and 
     null,
   );
   assert.match(html, /<h2>Did it work\?<\/h2>/);
-  assert.match(html, /<li>backdoor found towards class 3<\/li>/);
+  assert.match(html, /<li>backdoor found towards class 3 \(its size index 5\.14, threshold 2\)<\/li>/);
   assert.match(
     html,
     /<tr><th>before<\/th><td>97\.3<\/td><td>4\.0<\/td><td>74\.8<\/td><td>99\.9<\/td><td>74\.6<\/td><\/tr>/,
