@@ -19,6 +19,7 @@ import {
 } from '../../src/defenses/evidence.js';
 import type { DetectionResult } from '../../src/defenses/mcldef/detect.js';
 import { reportHtml } from '../../src/report/html.js';
+import { scans } from '../helpers/scans.js';
 import { TinyNet, quadrantSplit } from '../helpers/synthetic.js';
 
 /** Each image's bytes as a string: the identity of an image across selections. */
@@ -178,18 +179,8 @@ test('defend(): the defense never receives an evidence image; the trigger it ret
 /** A detection result of sizes and no universal scans, as detectBackdoor reports it. */
 function scanOf(sizes: number[], indices: number[], target: number | null): DetectionResult {
   return {
-    classes: sizes.map((size, label) => ({
-      label,
-      size,
-      l1: size,
-      attackAccuracy: 1,
-      found: true,
-      warp: null,
-      signal: null,
-      features: null,
-      stability: null,
-      restartSizes: [],
-      seconds: 1,
+    classes: scans(sizes).map((c, label) => ({
+      ...c,
       anomalyIndex: indices[label]!,
       sizeFraction: 1,
       separationRatio: null,

@@ -4,45 +4,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { tensor } from '../../src/index.js';
+import { scans } from '../helpers/scans.js';
 import {
-  type ClassScan,
   DEFAULT_MIN_STABILITY,
   decideTarget,
   decisionSentence,
   largestCosine,
   sizeCandidates,
 } from '../../src/defenses/mcldef/detect.js';
-
-/**
- * Scans with the given sizes and agreements (null: not restarted), no warp or signal scan;
- * feature separations where given.
- */
-function scans(sizes: number[], stability: Record<number, number> = {}, separations?: number[]): ClassScan[] {
-  return sizes.map((size, label) => ({
-    label,
-    size,
-    l1: size,
-    attackAccuracy: 1,
-    found: true,
-    warp: null,
-    signal: null,
-    features:
-      separations === undefined
-        ? null
-        : {
-            reach: 1,
-            stampedTightness: 0.9,
-            cleanTightness: 0.9,
-            spreadRatio: 1,
-            separation: separations[label]!,
-            nearestSeparation: separations[label]!,
-            nearestClass: label,
-          },
-    stability: stability[label] ?? null,
-    restartSizes: stability[label] === undefined ? [] : [size, size],
-    seconds: 1,
-  }));
-}
 
 // Clean cnn-small on Fashion-MNIST (the demo's recipe, seed 2), scan seed 0: class 8 (bag) is easy.
 const cleanFashion = [200, 140, 145, 165, 161, 108, 156, 175, 64, 106];
