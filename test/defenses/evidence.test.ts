@@ -167,6 +167,14 @@ test('defend(): the defense never receives an evidence image; the trigger it ret
     assert.equal(received.length, clean.count);
     assert.equal(none.report.evidence, null);
     assert.ok(none.report.verdict.includes('no held-out evidence (--evidence 0)'));
+    // --verify with a defense that runs no scan: MCLDef's scan before the defense and after it.
+    const verified = await defend({ model, clean, method: 'test-evidence', seed: 5, monitor: 0, verify: true });
+    const verification = verified.report.verification!;
+    assert.equal(verification.before.indices.size!.length, 4);
+    assert.equal(verification.after!.indices.size!.length, 4);
+    assert.equal(verification.statistic, verification.before.flagged_by ?? 'size');
+    assert.ok(verification.seconds > 0 && verification.seconds <= verified.report.seconds.total!);
+    assert.match(verified.report.verdict.at(-1)!, /^re-scan: (no class stands out|class \d (still|now) stands out)/);
     assert.equal(liveTensorCount(), live, 'no tensor left behind');
   } finally {
     unregisterDefense('test-evidence');
