@@ -1,4 +1,5 @@
 // The defenses: the interface, the registry, and the built-in methods (one line each).
+import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
 import { registerDefense } from './registry.js';
 
@@ -8,5 +9,7 @@ export * from './registry.js';
 export { defend, type DefendArgs, type DefendReport, type DefendResult, type ReportMetrics } from './pipeline.js';
 export { Mcldef, mcldefEntry } from './mcldef/defense.js';
 export { type McldefOptions, MCLDEF_OPTIONS } from './mcldef/options.js';
+export { FineTuning, ftEntry } from './ft.js';
 
 registerDefense(mcldefEntry);
+registerDefense(ftEntry);
