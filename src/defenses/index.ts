@@ -1,4 +1,5 @@
 // The defenses: the interface, the registry, and the built-in methods (one line each).
+import { fpEntry } from './fp.js';
 import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
 import { registerDefense } from './registry.js';
@@ -10,6 +11,8 @@ export { defend, type DefendArgs, type DefendReport, type DefendResult, type Rep
 export { Mcldef, mcldefEntry } from './mcldef/defense.js';
 export { type McldefOptions, MCLDEF_OPTIONS } from './mcldef/options.js';
 export { FineTuning, ftEntry } from './ft.js';
+export { FinePruning, fpEntry } from './fp.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
+registerDefense(fpEntry);

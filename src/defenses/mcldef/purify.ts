@@ -169,7 +169,7 @@ function* cleanBatches(clean: ImageSplit, batchSize: number, trigger?: Trigger):
  * The model's features of every clean image (stamped with `trigger` when given), in eval
  * mode, without gradient (the caller disposes).
  */
-function cleanFeatures(
+export function cleanFeatures(
   model: Classifier,
   clean: ImageSplit,
   precision: Precision,
