@@ -1,4 +1,5 @@
 // The defenses: the interface, the registry, and the built-in methods (one line each).
+import { clpEntry } from './clp.js';
 import { fpEntry } from './fp.js';
 import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
@@ -12,7 +13,9 @@ export { Mcldef, mcldefEntry } from './mcldef/defense.js';
 export { type McldefOptions, MCLDEF_OPTIONS } from './mcldef/options.js';
 export { FineTuning, ftEntry } from './ft.js';
 export { FinePruning, fpEntry } from './fp.js';
+export { ChannelLipschitzPruning, clpEntry } from './clp.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
 registerDefense(fpEntry);
+registerDefense(clpEntry);

@@ -2,7 +2,7 @@
 // for training, attack and defense tests that must run in seconds.
 import { type Tensor, manualSeed, nn, randint, randn, tidy, zeros } from '../../src/index.js';
 import { ImageSplit } from '../../src/data/dataset.js';
-import type { Classifier } from '../../src/nn/models/classifier.js';
+import { type Classifier, type ConvBatchNormPair, sequentialPairs } from '../../src/nn/models/classifier.js';
 import type { TrainConfig } from '../../src/train/trainer.js';
 
 /** N images 3×size×size: background noise and a bright quadrant chosen by the label (4 classes). */
@@ -71,6 +71,10 @@ export class TinyNet extends nn.Module implements Classifier {
 
   override forward(input: Tensor): Tensor {
     return tidy(() => this.classify(this.features(input)));
+  }
+
+  convBatchNormPairs(): ConvBatchNormPair[] {
+    return sequentialPairs(this);
   }
 }
 

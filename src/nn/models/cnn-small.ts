@@ -10,7 +10,7 @@ import { tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { BatchNorm2d, Conv2d, Dropout, Linear } from '../layers.js';
 import { Module } from '../module.js';
-import type { Classifier } from './classifier.js';
+import type { Classifier, ConvBatchNormPair } from './classifier.js';
 
 export interface SmallCNNOptions {
   numClasses?: number;
@@ -58,6 +58,13 @@ export class SmallCNN extends Module implements Classifier {
 
   classify(features: Tensor): Tensor {
     return tidy(() => this.fc2.forward(this.dropout2.forward(features)));
+  }
+
+  convBatchNormPairs(): ConvBatchNormPair[] {
+    return [
+      { name: 'conv1', conv: this.conv1, bn: this.bn1 },
+      { name: 'conv2', conv: this.conv2, bn: this.bn2 },
+    ];
   }
 
   override forward(input: Tensor): Tensor {

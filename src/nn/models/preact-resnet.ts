@@ -8,7 +8,7 @@ import { tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, Sequential } from '../layers.js';
 import { Module } from '../module.js';
-import type { Classifier } from './classifier.js';
+import type { Classifier, ConvBatchNormPair } from './classifier.js';
 
 export class PreActBlock extends Module {
   readonly bn1: BatchNorm2d;
@@ -97,6 +97,13 @@ export class PreActResNet extends Module implements Classifier {
 
   classify(features: Tensor): Tensor {
     return this.linear.forward(features);
+  }
+
+  /** Pre-activation blocks: only conv1 → bn2 inside a block (as in WideResNet). */
+  convBatchNormPairs(): ConvBatchNormPair[] {
+    return [...this.namedModules()]
+      .filter((entry): entry is [string, PreActBlock] => entry[1] instanceof PreActBlock)
+      .map(([name, block]) => ({ name: `${name}.conv1`, conv: block.conv1, bn: block.bn2 }));
   }
 
   override forward(input: Tensor): Tensor {

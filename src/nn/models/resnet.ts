@@ -9,7 +9,7 @@ import { tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { BatchNorm2d, Conv2d, Linear, Sequential } from '../layers.js';
 import { Module } from '../module.js';
-import type { Classifier } from './classifier.js';
+import { type Classifier, type ConvBatchNormPair, sequentialPairs } from './classifier.js';
 
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
@@ -94,6 +94,18 @@ export class ResNet extends Module implements Classifier {
 
   classify(features: Tensor): Tensor {
     return this.linear.forward(features);
+  }
+
+  /** Post-activation: every convolution has its own batch norm (the stem, each block's two, the projections). */
+  convBatchNormPairs(): ConvBatchNormPair[] {
+    const pairs: ConvBatchNormPair[] = [{ name: 'conv1', conv: this.conv1, bn: this.bn1 }];
+    for (const [name, module] of this.namedModules()) {
+      if (module instanceof BasicBlock) {
+        pairs.push({ name: `${name}.conv1`, conv: module.conv1, bn: module.bn1 });
+        pairs.push({ name: `${name}.conv2`, conv: module.conv2, bn: module.bn2 });
+      }
+    }
+    return [...pairs, ...sequentialPairs(this)];
   }
 
   override forward(input: Tensor): Tensor {

@@ -11,7 +11,7 @@ import { tidy } from '../../engine/scope.js';
 import type { Tensor } from '../../engine/tensor.js';
 import { AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU, Sequential } from '../layers.js';
 import { Module } from '../module.js';
-import type { Classifier } from './classifier.js';
+import { type Classifier, type ConvBatchNormPair, sequentialPairs } from './classifier.js';
 
 type Config = readonly (number | 'M')[];
 
@@ -69,6 +69,11 @@ export class VGG extends Module implements Classifier {
 
   classify(features: Tensor): Tensor {
     return this.classifier.forward(features);
+  }
+
+  /** Each convolution of `features` and the batch norm after it. */
+  convBatchNormPairs(): ConvBatchNormPair[] {
+    return sequentialPairs(this);
   }
 
   override forward(input: Tensor): Tensor {

@@ -6,7 +6,7 @@ import type { Tensor } from '../../engine/tensor.js';
 import { normal_, zeros_ } from '../init.js';
 import { BatchNorm2d, Conv2d, Linear, Sequential } from '../layers.js';
 import { Module } from '../module.js';
-import type { Classifier } from './classifier.js';
+import type { Classifier, ConvBatchNormPair } from './classifier.js';
 
 class BasicBlock extends Module {
   readonly bn1: BatchNorm2d;
@@ -108,6 +108,16 @@ export class WideResNet extends Module implements Classifier {
 
   classify(features: Tensor): Tensor {
     return this.fc.forward(features);
+  }
+
+  /**
+   * Pre-activation blocks: inside each block conv1 feeds bn2 alone. Every other convolution's
+   * output joins a residual sum before any batch norm, so no batch norm speaks for it alone.
+   */
+  convBatchNormPairs(): ConvBatchNormPair[] {
+    return [...this.namedModules()]
+      .filter((entry): entry is [string, BasicBlock] => entry[1] instanceof BasicBlock)
+      .map(([name, block]) => ({ name: `${name}.conv1`, conv: block.conv1, bn: block.bn2 }));
   }
 
   override forward(input: Tensor): Tensor {
