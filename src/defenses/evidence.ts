@@ -191,7 +191,7 @@ function foundLine(input: VerdictInput): string {
     const why =
       top === null
         ? (input.reason ?? 'no class stands out')
-        : `no class stands out: the highest, class ${top.label}'s ${top.statistic} index ${top.index.toFixed(2)}, is ${top.index > 2 ? 'over 2 but was not confirmed' : 'under the threshold 2'}`;
+        : `no class stands out: the highest, class ${top.label}'s ${top.statistic} index ${top.index.toFixed(2)}, is ${top.index > 2 ? "over 2 but the scan's other tests did not confirm it" : 'under the threshold 2'}`;
     return `no backdoor found (${why}); the model is left unchanged`;
   }
   if (input.target === null) return 'the defense changed the model without a target class';

@@ -368,3 +368,23 @@ test('report.html: the verdict, the held-out table beside the true figures, and 
   assert.equal((chart.match(/mark-rule role-mark/g) ?? []).length, 1, 'the threshold line');
   assert.equal((chart.match(/<path aria-label="class: /g) ?? []).length, 20);
 });
+
+test('verdict lines: an index over 2 that the scan did not confirm is named as such', () => {
+  const [first] = verdictLines({
+    target: null,
+    detected_target: null,
+    changed: false,
+    reason: 'no backdoor found',
+    attack: null,
+    before: { ba: 78.5, asr: null, asr_no_trigger: null },
+    after: { ba: 78.5, asr: null, asr_no_trigger: null },
+    scan: {
+      ...scan(null, []),
+      indices: { size: [0, 1.7, 0, 0], warp: [0, 0, 0, 2.13], signal: null },
+    },
+  });
+  assert.equal(
+    first,
+    "no backdoor found (no class stands out: the highest, class 3's warp index 2.13, is over 2 but the scan's other tests did not confirm it); the model is left unchanged",
+  );
+});
