@@ -51,7 +51,7 @@ export const BACKDOORBENCH_FINE_TUNING: FineTuneSettings = {
 };
 
 /** Mirroring suits natural images; it would change what a digit or a traffic sign means. */
-function flips(dataKind: string): boolean {
+export function flips(dataKind: string): boolean {
   return dataKind === 'cifar10' || dataKind === 'cifar100' || dataKind === 'imagefolder';
 }
 
@@ -66,6 +66,7 @@ export function fineTune(
   context: Pick<DefenseContext, 'seed' | 'dataKind' | 'progress' | 'monitor'>,
   stage = 'fine-tuning',
   afterStep?: () => void,
+  schedule: 'cosine' | 'constant' = 'cosine',
 ): DefenseEpoch[] {
   const epochs: DefenseEpoch[] = [];
   trainModel({
@@ -78,7 +79,7 @@ export function fineTune(
       lr: settings.lr,
       momentum: settings.momentum,
       weightDecay: settings.weightDecay,
-      schedule: 'cosine',
+      schedule,
       augment: { cropPadding: Math.round(clean.height / 8), horizontalFlip: flips(context.dataKind) },
       seed: context.seed,
     },

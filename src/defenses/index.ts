@@ -3,6 +3,7 @@ import { clpEntry } from './clp.js';
 import { fpEntry } from './fp.js';
 import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
+import { nadEntry } from './nad.js';
 import { registerDefense } from './registry.js';
 
 export * from './defense.js';
@@ -14,8 +15,10 @@ export { type McldefOptions, MCLDEF_OPTIONS } from './mcldef/options.js';
 export { FineTuning, ftEntry } from './ft.js';
 export { FinePruning, fpEntry } from './fp.js';
 export { ChannelLipschitzPruning, clpEntry } from './clp.js';
+export { NeuralAttentionDistillation, nadEntry } from './nad.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
 registerDefense(fpEntry);
+registerDefense(nadEntry);
 registerDefense(clpEntry);

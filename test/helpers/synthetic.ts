@@ -76,6 +76,27 @@ export class TinyNet extends nn.Module implements Classifier {
   convBatchNormPairs(): ConvBatchNormPair[] {
     return sequentialPairs(this);
   }
+
+  /** The two conv-bn-relu stages' maps, and the logits. */
+  forwardStages(input: Tensor): { logits: Tensor; stages: Tensor[] } {
+    return tidy(() => {
+      const stages: Tensor[] = [];
+      let out = input;
+      [...this.body].forEach((layer, i) => {
+        out = layer.forward(out);
+        if (i === 2 || i === 5) stages.push(out);
+      });
+      return { logits: this.fc.forward(out), stages };
+    });
+  }
+
+  copy(): TinyNet {
+    const twin = new TinyNet(this.numClasses, (this.body.at(0) as nn.Conv2d).weight.shape[1]);
+    const state = this.stateDict();
+    twin.loadStateDict(state);
+    for (const tensor of state.values()) tensor.dispose();
+    return twin;
+  }
 }
 
 /** Six short SGD epochs with light augmentation: enough for TinyNet on quadrantSplit. */

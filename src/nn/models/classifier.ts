@@ -25,6 +25,14 @@ export interface Classifier extends Module {
    * does not say, and such methods refuse it.
    */
   convBatchNormPairs?(): ConvBatchNormPair[];
+  /**
+   * The logits and the feature maps after each stage (N×C×H×W, e.g. WideResNet's three block
+   * groups), in one pass, for methods that read intermediate layers (NAD's attention maps).
+   * Absent: the architecture does not say, and such methods refuse it.
+   */
+  forwardStages?(input: Tensor): { logits: Tensor; stages: Tensor[] };
+  /** An independent copy with the same weights (models made by createModel have one). */
+  copy?(): Classifier;
 }
 
 /** Each Conv2d directly followed by a BatchNorm2d of its width inside a Sequential of `model`. */

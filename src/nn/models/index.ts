@@ -113,7 +113,22 @@ export function createModel(arch: string, options: ModelOptions): Classifier {
   if (!Number.isInteger(inChannels) || inChannels < 1) {
     throw new Error(`${arch}: the number of input channels must be a positive integer, got ${inChannels}`);
   }
-  return info.create({ numClasses, inChannels });
+  const model = info.create({ numClasses, inChannels });
+  // A copy: the same architecture, the same weights and buffers, on the same device.
+  model.copy = () => {
+    const twin = createModel(arch, { numClasses, inChannels });
+    const state = model.stateDict();
+    try {
+      const device = [...state.values()][0]?.device;
+      if (device !== undefined && device !== 'cpu') twin.to(device);
+      twin.loadStateDict(state);
+    } finally {
+      for (const tensor of state.values()) tensor.dispose();
+    }
+    twin.train(model.training);
+    return twin;
+  };
+  return model;
 }
 
 export {

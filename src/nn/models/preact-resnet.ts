@@ -85,13 +85,24 @@ export class PreActResNet extends Module implements Classifier {
   }
 
   features(input: Tensor): Tensor {
+    return tidy(() => this.avgpool.forward(this.layers(input).at(-1)!).flatten(1));
+  }
+
+  /** layer1 … layer4's outputs. */
+  private layers(input: Tensor): Tensor[] {
+    const outputs: Tensor[] = [];
+    let out = this.conv1.forward(input);
+    for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) {
+      out = layer.forward(out);
+      outputs.push(out);
+    }
+    return outputs;
+  }
+
+  forwardStages(input: Tensor): { logits: Tensor; stages: Tensor[] } {
     return tidy(() => {
-      let out = this.conv1.forward(input);
-      out = this.layer1.forward(out);
-      out = this.layer2.forward(out);
-      out = this.layer3.forward(out);
-      out = this.layer4.forward(out);
-      return this.avgpool.forward(out).flatten(1);
+      const stages = this.layers(input);
+      return { logits: this.classify(this.avgpool.forward(stages.at(-1)!).flatten(1)), stages };
     });
   }
 

@@ -81,14 +81,25 @@ export class ResNet extends Module implements Classifier {
   }
 
   features(input: Tensor): Tensor {
+    // kuangliu pools with avg_pool2d(out, 4): the same on 32×32 inputs, whose last map is 4×4.
+    return tidy(() => F.adaptiveAvgPool2d(this.layers(input).at(-1)!, 1).flatten(1));
+  }
+
+  /** layer1 … layer4's outputs. */
+  private layers(input: Tensor): Tensor[] {
+    const outputs: Tensor[] = [];
+    let out = this.bn1.forward(this.conv1.forward(input)).relu_();
+    for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) {
+      out = layer.forward(out);
+      outputs.push(out);
+    }
+    return outputs;
+  }
+
+  forwardStages(input: Tensor): { logits: Tensor; stages: Tensor[] } {
     return tidy(() => {
-      let out = this.bn1.forward(this.conv1.forward(input)).relu_();
-      out = this.layer1.forward(out);
-      out = this.layer2.forward(out);
-      out = this.layer3.forward(out);
-      out = this.layer4.forward(out);
-      // kuangliu pools with avg_pool2d(out, 4): the same on 32×32 inputs, whose last map is 4×4.
-      return F.adaptiveAvgPool2d(out, 1).flatten(1);
+      const stages = this.layers(input);
+      return { logits: this.classify(F.adaptiveAvgPool2d(stages.at(-1)!, 1).flatten(1)), stages };
     });
   }
 

@@ -97,12 +97,24 @@ export class WideResNet extends Module implements Classifier {
   }
 
   features(input: Tensor): Tensor {
+    return tidy(() => this.pooled(this.blocks(input).at(-1)!));
+  }
+
+  /** The three block groups' outputs (before the final batch norm), as NAD's WRN returns them. */
+  private blocks(input: Tensor): Tensor[] {
+    const first = this.block1.forward(this.conv1.forward(input));
+    const second = this.block2.forward(first);
+    return [first, second, this.block3.forward(second)];
+  }
+
+  private pooled(last: Tensor): Tensor {
+    return F.adaptiveAvgPool2d(this.bn1.forward(last).relu_(), 1).flatten(1);
+  }
+
+  forwardStages(input: Tensor): { logits: Tensor; stages: Tensor[] } {
     return tidy(() => {
-      let out = this.conv1.forward(input);
-      out = this.block1.forward(out);
-      out = this.block2.forward(out);
-      out = this.block3.forward(out);
-      return F.adaptiveAvgPool2d(this.bn1.forward(out).relu_(), 1).flatten(1);
+      const stages = this.blocks(input);
+      return { logits: this.classify(this.pooled(stages.at(-1)!)), stages };
     });
   }
 
