@@ -100,6 +100,16 @@ export interface ScanSummary {
   seconds: number;
 }
 
+/** What a summary reads of each class of a scan (MCLDef's, or Neural Cleanse's sizes alone). */
+export interface ScannedClass {
+  size: number;
+  anomalyIndex: number;
+  warp: { loss: number } | null;
+  signal: { loss: number } | null;
+  warpIndex: number | null;
+  signalIndex: number | null;
+}
+
 /** Indices of the classes whose value lies below the median; 0 for the others. */
 function lowSide(values: readonly number[], indices: readonly number[]): number[] {
   const sorted = [...values].sort((a, b) => a - b);
@@ -110,7 +120,9 @@ function lowSide(values: readonly number[], indices: readonly number[]): number[
 
 /** The summary of a detection scan (the scale of a statistic does not change which classes lie below its median). */
 export function summarizeScan(
-  detection: Pick<DetectionResult, 'classes' | 'target' | 'flaggedBy' | 'decidedBy' | 'seconds'>,
+  detection: Pick<DetectionResult, 'target' | 'flaggedBy' | 'decidedBy' | 'seconds'> & {
+    classes: readonly ScannedClass[];
+  },
 ): ScanSummary {
   const { classes } = detection;
   const warp = classes.every((c) => c.warp !== null && c.warpIndex !== null);

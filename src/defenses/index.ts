@@ -4,6 +4,7 @@ import { fpEntry } from './fp.js';
 import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
 import { nadEntry } from './nad.js';
+import { ncEntry } from './nc.js';
 import { registerDefense } from './registry.js';
 
 export * from './defense.js';
@@ -16,9 +17,11 @@ export { FineTuning, ftEntry } from './ft.js';
 export { FinePruning, fpEntry } from './fp.js';
 export { ChannelLipschitzPruning, clpEntry } from './clp.js';
 export { NeuralAttentionDistillation, nadEntry } from './nad.js';
+export { NeuralCleanse, ncEntry } from './nc.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
 registerDefense(fpEntry);
 registerDefense(nadEntry);
+registerDefense(ncEntry);
 registerDefense(clpEntry);

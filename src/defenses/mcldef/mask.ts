@@ -11,6 +11,7 @@ import type { ImageSplit } from '../../data/dataset.js';
 import { normalize } from '../../data/normalization.js';
 import type { Module } from '../../nn/module.js';
 import { checkTarget, freezeForInversion, passBatches } from './passes.js';
+import { CostSchedule } from './pattern.js';
 import { type InversionPass, type InvertedTrigger, PatternTrigger } from './trigger.js';
 
 export interface MaskInversionOptions {
@@ -33,6 +34,56 @@ export interface MaskInversionOptions {
   precision?: Precision;
   /** Called after each pass. */
   onPass?: (record: InversionPass) => void;
+  /** Neural Cleanse's adaptive λ (instead of the fixed `cost`, and the patience above). */
+  costSchedule?: CostScheduleOptions;
+}
+
+/** Neural Cleanse's adaptive weight of |m|₁ (BackdoorBench config/defense/nc/cifar10.yaml). */
+export interface CostScheduleOptions {
+  /** The first λ (1e-3). */
+  init: number;
+  /** λ × multiplier after `patience` passes at the attack threshold; λ ÷ multiplier^1.5 after as many below (2). */
+  multiplier: number;
+  /** 5. */
+  patience: number;
+  /** Stop once λ has gone both up and down and the best mask has not shrunk below this fraction of the best so far for `earlyStopPatience` passes (0.99, 25). */
+  earlyStopThreshold: number;
+  earlyStopPatience: number;
+}
+
+/**
+ * Neural Cleanse's λ schedule with its early stop: the published up/down schedule
+ * (CostSchedule), and a stop once λ has gone both ways and the best mask has stopped shrinking.
+ * (Neural Cleanse also restarts a λ of 0; λ starts above 0 here and never reaches it.)
+ */
+export class NeuralCleanseSchedule {
+  readonly #costs: CostSchedule;
+  #wentUp = false;
+  #wentDown = false;
+  #stalled = 0;
+  #earlyStopBest = Infinity;
+
+  constructor(readonly options: CostScheduleOptions) {
+    this.#costs = new CostSchedule(options.init, options.patience, options.multiplier);
+  }
+
+  get cost(): number {
+    return this.#costs.cost;
+  }
+
+  /** `reached`: the pass reached the attack threshold; `bestNorm`: the smallest mask so far (Infinity: none). Returns true to stop. */
+  update(reached: boolean, bestNorm: number): boolean {
+    const { earlyStopThreshold, earlyStopPatience } = this.options;
+    if (bestNorm < Infinity)
+      this.#stalled = bestNorm >= earlyStopThreshold * this.#earlyStopBest ? this.#stalled + 1 : 0;
+    this.#earlyStopBest = Math.min(bestNorm, this.#earlyStopBest);
+    if (this.#wentUp && this.#wentDown && this.#stalled >= earlyStopPatience) return true;
+    const before = this.#costs.cost;
+    const after = this.#costs.update(reached ? 1 : 0, 1);
+    if (after > before) this.#wentUp = true;
+    if (after < before) this.#wentDown = true;
+    return false;
+  }
 }
 
 /** Neural Cleanse's mask inversion towards `target` (see the file's header). */
@@ -48,7 +99,8 @@ export function invertMask(
   const batchSize = options.batchSize ?? 64;
   const threshold = options.attackThreshold ?? 0.9;
   const patience = options.patience ?? 30;
-  const lambda = options.cost ?? (height * width >= 224 * 224 ? 0.001 : 0.01);
+  const schedule = options.costSchedule === undefined ? null : new NeuralCleanseSchedule(options.costSchedule);
+  const fixedLambda = options.cost ?? (height * width >= 224 * 224 ? 0.001 : 0.01);
   const seed = options.seed ?? 0;
   const precision = options.precision ?? 'float32';
   const dropLast = options.dropLast ?? true;
@@ -70,6 +122,7 @@ export function invertMask(
     const squash = (raw: Tensor): Tensor => raw.tanh().div(2).add(0.5);
     try {
       for (let pass = 0; pass < passes; pass++) {
+        const lambda = schedule?.cost ?? fixedLambda;
         let seen = 0;
         let hits = 0;
         let lossSum = 0;
@@ -124,7 +177,9 @@ export function invertMask(
         };
         history.push(record);
         options.onPass?.(record);
-        if (bestMask !== null && sincePrevious >= patience) break;
+        if (schedule !== null) {
+          if (schedule.update(attackAccuracy >= threshold, bestNorm)) break;
+        } else if (bestMask !== null && sincePrevious >= patience) break;
       }
       const found = bestMask !== null;
       if (!found) {
