@@ -1,4 +1,5 @@
 // The defenses: the interface, the registry, and the built-in methods (one line each).
+import { anpEntry } from './anp.js';
 import { clpEntry } from './clp.js';
 import { fpEntry } from './fp.js';
 import { ftEntry } from './ft.js';
@@ -18,10 +19,12 @@ export { FinePruning, fpEntry } from './fp.js';
 export { ChannelLipschitzPruning, clpEntry } from './clp.js';
 export { NeuralAttentionDistillation, nadEntry } from './nad.js';
 export { NeuralCleanse, ncEntry } from './nc.js';
+export { AdversarialNeuronPruning, anpEntry } from './anp.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
 registerDefense(fpEntry);
 registerDefense(nadEntry);
 registerDefense(ncEntry);
+registerDefense(anpEntry);
 registerDefense(clpEntry);
