@@ -12,12 +12,14 @@ import { SGD } from '../engine/optim/sgd.js';
 import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { ImageSplit } from '../data/dataset.js';
+import { augmentBatch } from '../data/augment.js';
 import { normalize, toUnitRange } from '../data/normalization.js';
 import { seededRandom } from '../data/rng.js';
 import { BatchNorm2d } from '../nn/layers.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import type { StateDict } from '../nn/module.js';
 import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from './defense.js';
+import { flips } from './finetune.js';
 import type { OptionSpecs, OptionValues } from './options.js';
 
 export interface AnpSettings {
@@ -54,7 +56,7 @@ const ANP_OPTIONS: OptionSpecs = {
   eps: { type: 'number', min: 0, default: 0.4, help: 'bound of the neuron noise (0: no perturbation)' },
   steps: { type: 'integer', min: 1, default: 1, help: 'signed ascent steps of the noise per update' },
   alpha: { type: 'number', min: 0, max: 1, default: 0.2, help: 'weight of the unperturbed loss' },
-  threshold: { type: 'number', min: 0, max: 1, default: 0.2, help: 'prune a channel whose mask ends below this' },
+  threshold: { type: 'number', min: 0, max: 1, default: 0.2, help: 'prune a channel whose mask ends at or below this' },
 };
 
 function anpSettings(values: OptionValues): AnpSettings {
@@ -130,9 +132,9 @@ export class PerturbedBatchNorm {
   }
 }
 
-/** The channels whose mask ends below `threshold`, per batch norm. */
+/** The channels whose mask ends at or below `threshold`, per batch norm (prune_neuron_cifar.py). */
 export function channelsToPrune(masks: readonly number[][], threshold: number): number[][] {
-  return masks.map((mask) => mask.flatMap((value, channel) => (value < threshold ? [channel] : [])));
+  return masks.map((mask) => mask.flatMap((value, channel) => (value <= threshold ? [channel] : [])));
 }
 
 export class AdversarialNeuronPruning implements Defense {
@@ -210,6 +212,7 @@ export class AdversarialNeuronPruning implements Defense {
       { lr: 0 },
     );
     const random = seededRandom(context.seed);
+    const augment = { cropPadding: Math.round(clean.height / 8), horizontalFlip: flips(context.dataKind) };
     try {
       model.requiresGrad_(false);
       // As the authors' code: the masks are learned in train mode (batch statistics).
@@ -220,7 +223,9 @@ export class AdversarialNeuronPruning implements Defense {
         );
         tidy(() => {
           const index = tensor(picks, { dtype: 'int64' });
-          const images = normalize(toUnitRange(clean.images.indexSelect(0, index)), clean.normalization);
+          // The authors' clean images go through the training transform: random crop and flip.
+          const augmented = augmentBatch(toUnitRange(clean.images.indexSelect(0, index)), augment, random);
+          const images = normalize(augmented, clean.normalization);
           const labels = clean.labels.indexSelect(0, index);
           if (s.eps > 0) {
             for (const p of perturbed) p.resetNoise(s.eps);
@@ -229,13 +234,12 @@ export class AdversarialNeuronPruning implements Defense {
               const ascent = F.crossEntropy(model.forward(images), labels).neg();
               noiseOptimizer.zeroGrad();
               ascent.backward();
-              // A signed step up the clean loss (down −CE), kept within ±eps.
+              // A signed step up the clean loss (down −CE); as the authors' code, not clipped after it.
               noGrad(() => {
                 for (const p of perturbed) {
                   for (const noise of [p.weightNoise, p.biasNoise]) {
                     const grad = noise.grad;
                     if (grad !== null) noise.sub_(grad.sign().mul(s.eps / s.steps));
-                    noise.clamp_(-s.eps, s.eps);
                   }
                 }
               });

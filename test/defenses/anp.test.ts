@@ -55,7 +55,7 @@ test('anp: the perturbed batch norm is γ·(m + δ)·(x − μ)/√(σ² + ε) +
   bn.dispose();
 });
 
-test('anp: a channel is pruned where its mask ends below the threshold', () => {
+test('anp: a channel is pruned where its mask ends at or below the threshold', () => {
   assert.deepEqual(
     channelsToPrune(
       [
@@ -64,7 +64,7 @@ test('anp: a channel is pruned where its mask ends below the threshold', () => {
       ],
       0.2,
     ),
-    [[1, 3], []],
+    [[1, 2, 3], []],
   );
 });
 
@@ -85,6 +85,8 @@ test('anp: lowers the ASR of a BadNets network trained here', async () => {
       method: 'anp',
       options: { iterations: 300, batchSize: 32 },
       seed: 1,
+      // A quadrant's position is its class: no mirroring.
+      dataKind: 'synthetic',
       monitor: 0,
     });
     const anp = report.anp as { pruned: number; channels: number; layers: { layer: string; pruned: number[] }[] };
@@ -93,6 +95,9 @@ test('anp: lowers the ASR of a BadNets network trained here', async () => {
     );
     assert.equal(anp.channels, 48);
     assert.ok(report.after.asr! < before.asr - 20, `ASR ${before.asr} → ${report.after.asr}`);
+    // BA falls too (measured: 100 → 46): on a 48-channel toy the clean loss itself drives the
+    // masks of redundant channels down (with no noise at all, 15 end at or below 0.2), and
+    // pruning them moves the next batch norm's inputs away from its running statistics.
     assert.equal(liveTensorCount(), live, 'no tensor left behind');
   } finally {
     for (const item of [model, attack, train, testSplit, clean]) item.dispose();
