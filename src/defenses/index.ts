@@ -2,6 +2,7 @@
 import { anpEntry } from './anp.js';
 import { clpEntry } from './clp.js';
 import { fpEntry } from './fp.js';
+import { ibauEntry } from './ibau.js';
 import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
 import { nadEntry } from './nad.js';
@@ -20,6 +21,7 @@ export { ChannelLipschitzPruning, clpEntry } from './clp.js';
 export { NeuralAttentionDistillation, nadEntry } from './nad.js';
 export { NeuralCleanse, ncEntry } from './nc.js';
 export { AdversarialNeuronPruning, anpEntry } from './anp.js';
+export { ImplicitBackdoorUnlearning, ibauEntry } from './ibau.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
@@ -27,4 +29,5 @@ registerDefense(fpEntry);
 registerDefense(nadEntry);
 registerDefense(ncEntry);
 registerDefense(anpEntry);
+registerDefense(ibauEntry);
 registerDefense(clpEntry);

@@ -1,0 +1,267 @@
+// i-BAU (Implicit Backdoor Adversarial Unlearning, Zeng et al., ICLR 2022): unlearning as a
+// minimax problem. Each round finds one universal perturbation δ (in the normalized input
+// space) that raises the clean loss, then updates the model against it with the implicit
+// hypergradient: the outer loss (cross-entropy with δ on a few images of each batch) is
+// differentiated through the inner problem's fixed point by K fixed-point iterations of
+// vector–Jacobian products. The authors' code (YiZeng623/I-BAU, hypergrad.py) and
+// BackdoorBench defense/i-bau.py with config/defense/i-bau/config.yaml.
+import { grad, noGrad } from '../engine/autograd.js';
+import { tensor, zeros } from '../engine/creation.js';
+import * as F from '../engine/functional.js';
+import { Adam } from '../engine/optim/adam.js';
+import { SGD } from '../engine/optim/sgd.js';
+import { keep, tidy } from '../engine/scope.js';
+import type { Tensor } from '../engine/tensor.js';
+import type { ImageSplit } from '../data/dataset.js';
+import { normalize, toUnitRange } from '../data/normalization.js';
+import { permutation } from '../data/rng.js';
+import type { Classifier } from '../nn/models/classifier.js';
+import type { Defense, DefenseContext, DefenseEntry, DefenseEpoch, DefenseOutcome } from './defense.js';
+import type { OptionSpecs, OptionValues } from './options.js';
+
+export interface IbauSettings {
+  /** Rounds of perturbation and unlearning (n_rounds: 5). */
+  rounds: number;
+  /** Fixed-point iterations of the hypergradient (K: 5). */
+  k: number;
+  /** Images per batch (256). */
+  batchSize: number;
+  /** Adam learning rate of the model (1e-4), betas (0.9, 0.999), no weight decay. */
+  lr: number;
+  /** SGD learning rate of the universal perturbation (10). */
+  perturbationLr: number;
+  /** Step of the inner gradient-descent map (0.1). */
+  innerLr: number;
+  /** Weight of ‖δ‖² in the inner losses (0.001). */
+  regularization: number;
+  /** Fraction of each batch that gets δ in the outer loss (0.01; at least one image). */
+  portion: number;
+}
+
+export const IBAU_DEFAULTS: IbauSettings = {
+  rounds: 5,
+  k: 5,
+  batchSize: 256,
+  lr: 1e-4,
+  perturbationLr: 10,
+  innerLr: 0.1,
+  regularization: 0.001,
+  portion: 0.01,
+};
+
+const IBAU_OPTIONS: OptionSpecs = {
+  rounds: { type: 'integer', min: 1, default: 5, help: 'rounds of perturbation and unlearning' },
+  k: { type: 'integer', min: 1, default: 5, help: 'fixed-point iterations of the hypergradient' },
+  batchSize: { type: 'integer', min: 1, default: 256, help: 'images per batch' },
+  lr: { type: 'number', min: 0, default: 1e-4, help: "Adam learning rate of the model's unlearning" },
+  perturbationLr: { type: 'number', min: 0, default: 10, help: 'SGD learning rate of the universal perturbation' },
+  innerLr: { type: 'number', min: 0, default: 0.1, help: 'step of the inner gradient-descent map' },
+  regularization: { type: 'number', min: 0, default: 0.001, help: 'weight of the squared norm of the perturbation' },
+  portion: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: 0.01,
+    help: 'fraction of each batch perturbed in the outer loss (at least one image)',
+  },
+};
+
+function ibauSettings(values: OptionValues): IbauSettings {
+  const read = (name: keyof IbauSettings): number => (values[name] as number | undefined) ?? IBAU_DEFAULTS[name];
+  return {
+    rounds: read('rounds'),
+    k: read('k'),
+    batchSize: read('batchSize'),
+    lr: read('lr'),
+    perturbationLr: read('perturbationLr'),
+    innerLr: read('innerLr'),
+    regularization: read('regularization'),
+    portion: read('portion'),
+  };
+}
+
+/**
+ * The implicit hypergradient by fixed-point iteration (hypergrad.py's `fixed_point`): with
+ * Φ(w, θ) the inner map (one gradient step) and f the outer loss, v ← (∂Φ/∂w)ᵀ v + ∂f/∂w for K
+ * steps from v = 0, then df/dθ ≈ (∂Φ/∂θ)ᵀ v + ∂f/∂θ. `innerMap` must build its graph with
+ * create-graph gradients so that it can be differentiated again. Returns df/dθ (the caller
+ * disposes them); `params` are detached copies that require gradients.
+ */
+export function fixedPointHypergradient(
+  params: readonly Tensor[],
+  hparams: readonly Tensor[],
+  k: number,
+  innerMap: (params: readonly Tensor[]) => Tensor[],
+  outerLoss: (params: readonly Tensor[]) => Tensor,
+): Tensor[] {
+  return tidy(() => {
+    const outer = outerLoss(params);
+    const outerGrads = grad(outer, [...params, ...hparams], { retainGraph: true, allowUnused: true });
+    const outerW = params.map((p, i) => outerGrads[i] ?? zeros(p.shape, { device: p.device }));
+    const outerTheta = hparams.map((h, i) => outerGrads[params.length + i] ?? zeros(h.shape, { device: h.device }));
+    const mapped = innerMap(params);
+    let vs: Tensor[] = params.map((p) => zeros(p.shape, { device: p.device }));
+    for (let step = 0; step < k; step++) {
+      const jvp = grad(mapped, [...params], { gradOutputs: vs, retainGraph: true, allowUnused: true });
+      vs = vs.map((v, i) => (jvp[i] ?? zeros(v.shape, { device: v.device })).add(outerW[i]!));
+    }
+    const thetaGrads = grad(mapped, [...hparams], { gradOutputs: vs, retainGraph: false, allowUnused: true });
+    return hparams.map((_, i) =>
+      thetaGrads[i] === null ? outerTheta[i]!.detach() : thetaGrads[i]!.add(outerTheta[i]!).detach(),
+    );
+  });
+}
+
+export class ImplicitBackdoorUnlearning implements Defense {
+  readonly name = 'i-bau';
+
+  constructor(readonly settings: IbauSettings = IBAU_DEFAULTS) {}
+
+  run(model: Classifier, clean: ImageSplit, context: DefenseContext): DefenseOutcome {
+    const s = this.settings;
+    const started = performance.now();
+    const batchSize = Math.min(s.batchSize, clean.count);
+    // The batches, shuffled once (the reference's loader is built once and listed).
+    const order = permutation(clean.count, context.seed);
+    const batches: { images: Tensor; labels: Tensor }[] = [];
+    for (let start = 0; start < clean.count; start += batchSize) {
+      const index = order.subarray(start, Math.min(start + batchSize, clean.count));
+      batches.push(
+        tidy(() => {
+          const positions = Array.from(index);
+          const selected = clean.select(positions);
+          try {
+            return {
+              images: keep(normalize(toUnitRange(selected.images), clean.normalization)),
+              labels: keep(selected.labels.clone()),
+            };
+          } finally {
+            selected.dispose();
+          }
+        }),
+      );
+    }
+    const parameters = model.parameters().filter((p) => p.requiresGrad);
+    const optimizer = new Adam(parameters, { lr: s.lr, betas: [0.9, 0.999], weightDecay: 0 });
+    const epochs: DefenseEpoch[] = [];
+    const wasTraining = model.training;
+    let draws = 0;
+    try {
+      // As the reference: the model stays in eval mode throughout (batch norm on its running statistics).
+      model.eval();
+      for (let round = 0; round < s.rounds; round++) {
+        const delta = keep(
+          zeros([1, clean.channels, clean.height, clean.width], { device: context.device }).requiresGrad_(true),
+        );
+        const deltaOptimizer = new SGD([delta], { lr: s.perturbationLr });
+        try {
+          for (const batch of batches) {
+            tidy(() => {
+              const own = noGrad(() => model.forward(batch.images).argmax(1));
+              const raised = F.crossEntropy(model.forward(batch.images.add(delta)), own)
+                .neg()
+                .add(delta.square().sum().mul(s.regularization));
+              deltaOptimizer.zeroGrad();
+              raised.backward();
+              deltaOptimizer.step();
+            });
+          }
+          const perturbation = noGrad(() => tidy(() => delta.detach().clone()));
+          let lossSum = 0;
+          try {
+            for (const batch of batches) {
+              const first = batches[0]!;
+              // The outer loss's perturbed images: `portion` of the batch, at least one, chosen at random.
+              const count = batch.labels.size(0);
+              const patched = Math.max(1, Math.floor(count * s.portion));
+              const values = new Float32Array(count);
+              for (const i of permutation(count, context.seed * 100003 + draws++).subarray(0, patched)) values[i] = 1;
+              const mask = tensor(values, { shape: [count, 1, 1, 1], device: batch.images.device });
+              try {
+                const params = [noGrad(() => perturbation.clone()).requiresGrad_(true)];
+                const outerValue: number[] = [];
+                const hypergradient = fixedPointHypergradient(
+                  params,
+                  parameters,
+                  s.k,
+                  ([w]) => {
+                    // Φ(w, θ) = w − innerLr · ∂/∂w [−CE(f(x₀ + w), y₀) + reg·‖w‖²], on the first batch.
+                    const inner = F.crossEntropy(model.forward(first.images.add(w!)), first.labels)
+                      .neg()
+                      .add(w!.square().sum().mul(s.regularization));
+                    const [g] = grad(inner, [w!], { createGraph: true });
+                    return [w!.sub(g!.mul(s.innerLr))];
+                  },
+                  ([w]) => {
+                    const loss = F.crossEntropy(model.forward(batch.images.add(mask.mul(w!))), batch.labels);
+                    outerValue.push(loss.item());
+                    return loss;
+                  },
+                );
+                optimizer.zeroGrad();
+                parameters.forEach((p, i) => {
+                  p.grad = hypergradient[i]!;
+                });
+                optimizer.step();
+                for (const t of [...hypergradient, ...params]) t.dispose();
+                lossSum += outerValue[0]! * count;
+                if (!Number.isFinite(outerValue[0]!))
+                  throw new Error(`i-BAU: the loss is not finite in round ${round}`);
+              } finally {
+                mask.dispose();
+              }
+            }
+          } finally {
+            perturbation.dispose();
+          }
+          const measured = context.monitor?.(model);
+          model.eval();
+          epochs.push({
+            epoch: round,
+            lr: s.lr,
+            loss: lossSum / clean.count,
+            ba: measured?.ba ?? null,
+            asr: measured?.asr ?? null,
+          });
+          context.progress({
+            stage: 'unlearning',
+            done: round + 1,
+            total: s.rounds,
+            message: `i-BAU round ${round + 1}/${s.rounds}  loss ${(lossSum / clean.count).toFixed(4)}${measured === undefined ? '' : `  BA ${measured.ba.toFixed(1)}%${measured.asr === null ? '' : `  ASR ${measured.asr.toFixed(1)}%`} (monitor set)`}`,
+          });
+        } finally {
+          deltaOptimizer.dispose();
+          delta.dispose();
+        }
+      }
+    } finally {
+      optimizer.dispose();
+      for (const batch of batches) {
+        batch.images.dispose();
+        batch.labels.dispose();
+      }
+      model.zeroGrad();
+      model.train(wasTraining);
+    }
+    model.eval();
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      model,
+      report: {
+        target: null,
+        detected_target: null,
+        changed: true,
+        epochs,
+        seconds: { unlearning: seconds, total: seconds },
+        details: { settings: { ...s } },
+      },
+    };
+  }
+}
+
+export const ibauEntry: DefenseEntry = {
+  name: 'i-bau',
+  summary: 'i-BAU: unlearn a universal adversarial perturbation with the implicit hypergradient',
+  options: IBAU_OPTIONS,
+  create: (values) => new ImplicitBackdoorUnlearning(ibauSettings(values)),
+};
