@@ -18,9 +18,15 @@ import { seededRandom } from '../data/rng.js';
 import { BatchNorm2d } from '../nn/layers.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import type { StateDict } from '../nn/module.js';
-import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from './defense.js';
+import {
+  type Defense,
+  type DefenseContext,
+  type DefenseEntry,
+  type DefenseOutcome,
+  untargetedOutcome,
+} from './defense.js';
 import { flips } from './finetune.js';
-import type { OptionSpecs, OptionValues } from './options.js';
+import { type OptionSpecs, type OptionValues, withDefaults } from './options.js';
 
 export interface AnpSettings {
   /** Mask updates (2000). */
@@ -50,26 +56,28 @@ export const ANP_DEFAULTS: AnpSettings = {
 };
 
 const ANP_OPTIONS: OptionSpecs = {
-  iterations: { type: 'integer', min: 1, default: 2000, help: 'mask updates' },
-  batchSize: { type: 'integer', min: 1, default: 128, help: 'images per update (drawn with replacement)' },
-  lr: { type: 'number', min: 0, default: 0.2, help: 'SGD learning rate of the masks (momentum 0.9)' },
-  eps: { type: 'number', min: 0, default: 0.4, help: 'bound of the neuron noise (0: no perturbation)' },
-  steps: { type: 'integer', min: 1, default: 1, help: 'signed ascent steps of the noise per update' },
-  alpha: { type: 'number', min: 0, max: 1, default: 0.2, help: 'weight of the unperturbed loss' },
-  threshold: { type: 'number', min: 0, max: 1, default: 0.2, help: 'prune a channel whose mask ends at or below this' },
+  iterations: { type: 'integer', min: 1, default: ANP_DEFAULTS.iterations, help: 'mask updates' },
+  batchSize: {
+    type: 'integer',
+    min: 1,
+    default: ANP_DEFAULTS.batchSize,
+    help: 'images per update (drawn with replacement)',
+  },
+  lr: { type: 'number', min: 0, default: ANP_DEFAULTS.lr, help: 'SGD learning rate of the masks (momentum 0.9)' },
+  eps: { type: 'number', min: 0, default: ANP_DEFAULTS.eps, help: 'bound of the neuron noise (0: no perturbation)' },
+  steps: { type: 'integer', min: 1, default: ANP_DEFAULTS.steps, help: 'signed ascent steps of the noise per update' },
+  alpha: { type: 'number', min: 0, max: 1, default: ANP_DEFAULTS.alpha, help: 'weight of the unperturbed loss' },
+  threshold: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: ANP_DEFAULTS.threshold,
+    help: 'prune a channel whose mask ends at or below this',
+  },
 };
 
 function anpSettings(values: OptionValues): AnpSettings {
-  const read = (name: keyof AnpSettings): number => (values[name] as number | undefined) ?? ANP_DEFAULTS[name];
-  return {
-    iterations: read('iterations'),
-    batchSize: read('batchSize'),
-    lr: read('lr'),
-    eps: read('eps'),
-    steps: read('steps'),
-    alpha: read('alpha'),
-    threshold: read('threshold'),
-  };
+  return withDefaults(ANP_OPTIONS, values) as unknown as AnpSettings;
 }
 
 /** One batch norm's mask and noise, and its forward with them in force. */
@@ -170,25 +178,18 @@ export class AdversarialNeuronPruning implements Defense {
     const all = named.reduce((sum, [, bn]) => sum + bn.numFeatures, 0);
     context.log(`ANP: pruned ${total} of ${all} batch-norm channels (mask below ${s.threshold})`);
     const seconds = (performance.now() - started) / 1000;
-    return {
-      model,
-      report: {
-        target: null,
-        detected_target: null,
-        changed: total > 0,
-        ...(total > 0 ? {} : { reason: `no mask ended below ${s.threshold}` }),
-        epochs: [],
-        seconds: { masks: seconds, total: seconds },
-        details: {
-          anp: {
-            settings: { ...s },
-            pruned: total,
-            channels: all,
-            layers: named.map(([name], i) => ({ layer: name, pruned: pruned[i]!, masks: masks[i]! })),
-          },
+    return untargetedOutcome(model, {
+      seconds: { masks: seconds },
+      ...(total > 0 ? {} : { unchanged: `no mask ended at or below ${s.threshold}` }),
+      details: {
+        anp: {
+          settings: { ...s },
+          pruned: total,
+          channels: all,
+          layers: named.map(([name], i) => ({ layer: name, pruned: pruned[i]!, masks: masks[i]! })),
         },
       },
-    };
+    });
   }
 
   /** The masks after the optimization; the model's weights and statistics are as before. */

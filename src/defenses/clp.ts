@@ -10,7 +10,13 @@ import { tensor } from '../engine/creation.js';
 import { tidy } from '../engine/scope.js';
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier, ConvBatchNormPair } from '../nn/models/classifier.js';
-import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from './defense.js';
+import {
+  type Defense,
+  type DefenseContext,
+  type DefenseEntry,
+  type DefenseOutcome,
+  untargetedOutcome,
+} from './defense.js';
 
 export const CLP_DEFAULT_U = 3;
 
@@ -73,18 +79,11 @@ export class ChannelLipschitzPruning implements Defense {
       `CLP (u ${this.u}): pruned ${total} of ${layers.reduce((sum, layer) => sum + layer.channels, 0)} channels in ${layers.length} convolution–batch-norm pairs`,
     );
     const seconds = (performance.now() - started) / 1000;
-    return {
-      model,
-      report: {
-        target: null,
-        detected_target: null,
-        changed: total > 0,
-        ...(total > 0 ? {} : { reason: 'no channel stands out' }),
-        epochs: [],
-        seconds: { pruning: seconds, total: seconds },
-        details: { clp: { u: this.u, pruned: total, layers } },
-      },
-    };
+    return untargetedOutcome(model, {
+      seconds: { pruning: seconds },
+      ...(total > 0 ? {} : { unchanged: 'no channel stands out' }),
+      details: { clp: { u: this.u, pruned: total, layers } },
+    });
   }
 }
 

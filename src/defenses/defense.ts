@@ -111,3 +111,32 @@ export interface DefenseEntry {
   /** Builds the defense from checked option values (unset ones absent: the method's defaults). */
   create(options: OptionValues): Defense;
 }
+
+/**
+ * The outcome of a defense that acts on no particular class (fine-tuning, pruning,
+ * unlearning): `seconds.total` is the sum of the stages unless given.
+ */
+export function untargetedOutcome(
+  model: Classifier,
+  fields: {
+    seconds: Record<string, number>;
+    epochs?: DefenseEpoch[];
+    details?: Record<string, unknown>;
+    /** False with a reason where the defense left the model as it was. */
+    unchanged?: string;
+  },
+): DefenseOutcome {
+  const total = fields.seconds.total ?? Object.values(fields.seconds).reduce((sum, s) => sum + s, 0);
+  return {
+    model,
+    report: {
+      target: null,
+      detected_target: null,
+      changed: fields.unchanged === undefined,
+      ...(fields.unchanged === undefined ? {} : { reason: fields.unchanged }),
+      epochs: fields.epochs ?? [],
+      seconds: { ...fields.seconds, total },
+      details: fields.details ?? {},
+    },
+  };
+}

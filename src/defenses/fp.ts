@@ -10,7 +10,13 @@ import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier } from '../nn/models/classifier.js';
-import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from './defense.js';
+import {
+  type Defense,
+  type DefenseContext,
+  type DefenseEntry,
+  type DefenseOutcome,
+  untargetedOutcome,
+} from './defense.js';
 import {
   BACKDOORBENCH_FINE_TUNING,
   type FineTuneSettings,
@@ -175,26 +181,20 @@ export class FinePruning implements Defense {
       // The pruned channels stay at zero through fine-tuning: re-zeroed after every step.
       epochs = fineTune(model, clean, this.settings, context, 'fine-tuning', prune);
       const seconds = (performance.now() - started) / 1000;
-      return {
-        model,
-        report: {
-          target: null,
-          detected_target: null,
-          changed: true,
-          epochs,
-          seconds: { pruning: pruningSeconds, fine_tuning: seconds - pruningSeconds, total: seconds },
-          details: {
-            pruning: {
-              channels,
-              pruned: choice.pruned,
-              pruned_channels: prunedChannels,
-              curve: choice.steps,
-              held_out_images: heldOut.count,
-            },
-            settings: { ...this.settings },
+      return untargetedOutcome(model, {
+        epochs,
+        seconds: { pruning: pruningSeconds, fine_tuning: seconds - pruningSeconds },
+        details: {
+          pruning: {
+            channels,
+            pruned: choice.pruned,
+            pruned_channels: prunedChannels,
+            curve: choice.steps,
+            held_out_images: heldOut.count,
           },
+          settings: { ...this.settings },
         },
-      };
+      });
     } finally {
       keepMask.dispose();
     }

@@ -2,7 +2,13 @@
 // baseline: it relies on the clean data overwriting what the backdoor needs.
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier } from '../nn/models/classifier.js';
-import type { Defense, DefenseContext, DefenseEntry, DefenseOutcome } from './defense.js';
+import {
+  type Defense,
+  type DefenseContext,
+  type DefenseEntry,
+  type DefenseOutcome,
+  untargetedOutcome,
+} from './defense.js';
 import {
   BACKDOORBENCH_FINE_TUNING,
   type FineTuneSettings,
@@ -21,17 +27,11 @@ export class FineTuning implements Defense {
     context.log(`fine-tuning every layer for ${this.settings.epochs} epochs on ${clean.count} clean images…`);
     const epochs = fineTune(model, clean, this.settings, context);
     const seconds = (performance.now() - started) / 1000;
-    return {
-      model,
-      report: {
-        target: null,
-        detected_target: null,
-        changed: true,
-        epochs,
-        seconds: { fine_tuning: seconds, total: seconds },
-        details: { settings: { ...this.settings } },
-      },
-    };
+    return untargetedOutcome(model, {
+      epochs,
+      seconds: { fine_tuning: seconds },
+      details: { settings: { ...this.settings } },
+    });
   }
 }
 

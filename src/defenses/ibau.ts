@@ -16,8 +16,15 @@ import type { ImageSplit } from '../data/dataset.js';
 import { normalize, toUnitRange } from '../data/normalization.js';
 import { permutation } from '../data/rng.js';
 import type { Classifier } from '../nn/models/classifier.js';
-import type { Defense, DefenseContext, DefenseEntry, DefenseEpoch, DefenseOutcome } from './defense.js';
-import type { OptionSpecs, OptionValues } from './options.js';
+import {
+  type Defense,
+  type DefenseContext,
+  type DefenseEntry,
+  type DefenseEpoch,
+  type DefenseOutcome,
+  untargetedOutcome,
+} from './defense.js';
+import { type OptionSpecs, type OptionValues, withDefaults } from './options.js';
 
 export interface IbauSettings {
   /** Rounds of perturbation and unlearning (n_rounds: 5). */
@@ -50,34 +57,34 @@ export const IBAU_DEFAULTS: IbauSettings = {
 };
 
 const IBAU_OPTIONS: OptionSpecs = {
-  rounds: { type: 'integer', min: 1, default: 5, help: 'rounds of perturbation and unlearning' },
-  k: { type: 'integer', min: 1, default: 5, help: 'fixed-point iterations of the hypergradient' },
-  batchSize: { type: 'integer', min: 1, default: 256, help: 'images per batch' },
-  lr: { type: 'number', min: 0, default: 1e-4, help: "Adam learning rate of the model's unlearning" },
-  perturbationLr: { type: 'number', min: 0, default: 10, help: 'SGD learning rate of the universal perturbation' },
-  innerLr: { type: 'number', min: 0, default: 0.1, help: 'step of the inner gradient-descent map' },
-  regularization: { type: 'number', min: 0, default: 0.001, help: 'weight of the squared norm of the perturbation' },
+  rounds: { type: 'integer', min: 1, default: IBAU_DEFAULTS.rounds, help: 'rounds of perturbation and unlearning' },
+  k: { type: 'integer', min: 1, default: IBAU_DEFAULTS.k, help: 'fixed-point iterations of the hypergradient' },
+  batchSize: { type: 'integer', min: 1, default: IBAU_DEFAULTS.batchSize, help: 'images per batch' },
+  lr: { type: 'number', min: 0, default: IBAU_DEFAULTS.lr, help: "Adam learning rate of the model's unlearning" },
+  perturbationLr: {
+    type: 'number',
+    min: 0,
+    default: IBAU_DEFAULTS.perturbationLr,
+    help: 'SGD learning rate of the universal perturbation',
+  },
+  innerLr: { type: 'number', min: 0, default: IBAU_DEFAULTS.innerLr, help: 'step of the inner gradient-descent map' },
+  regularization: {
+    type: 'number',
+    min: 0,
+    default: IBAU_DEFAULTS.regularization,
+    help: 'weight of the squared norm of the perturbation',
+  },
   portion: {
     type: 'number',
     min: 0,
     max: 1,
-    default: 0.01,
+    default: IBAU_DEFAULTS.portion,
     help: 'fraction of each batch perturbed in the outer loss (at least one image)',
   },
 };
 
 function ibauSettings(values: OptionValues): IbauSettings {
-  const read = (name: keyof IbauSettings): number => (values[name] as number | undefined) ?? IBAU_DEFAULTS[name];
-  return {
-    rounds: read('rounds'),
-    k: read('k'),
-    batchSize: read('batchSize'),
-    lr: read('lr'),
-    perturbationLr: read('perturbationLr'),
-    innerLr: read('innerLr'),
-    regularization: read('regularization'),
-    portion: read('portion'),
-  };
+  return withDefaults(IBAU_OPTIONS, values) as unknown as IbauSettings;
 }
 
 /**
@@ -245,17 +252,7 @@ export class ImplicitBackdoorUnlearning implements Defense {
     }
     model.eval();
     const seconds = (performance.now() - started) / 1000;
-    return {
-      model,
-      report: {
-        target: null,
-        detected_target: null,
-        changed: true,
-        epochs,
-        seconds: { unlearning: seconds, total: seconds },
-        details: { settings: { ...s } },
-      },
-    };
+    return untargetedOutcome(model, { epochs, seconds: { unlearning: seconds }, details: { settings: { ...s } } });
   }
 }
 

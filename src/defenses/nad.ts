@@ -12,7 +12,14 @@ import type { Tensor } from '../engine/tensor.js';
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import { PoisonedBatches } from '../train/poisoned-batches.js';
-import type { Defense, DefenseContext, DefenseEntry, DefenseEpoch, DefenseOutcome } from './defense.js';
+import {
+  type Defense,
+  type DefenseContext,
+  type DefenseEntry,
+  type DefenseEpoch,
+  type DefenseOutcome,
+  untargetedOutcome,
+} from './defense.js';
 import { type FineTuneSettings, fineTune, flips } from './finetune.js';
 import type { OptionSpecs, OptionValues } from './options.js';
 
@@ -137,17 +144,11 @@ export class NeuralAttentionDistillation implements Defense {
       const teacherSeconds = (performance.now() - started) / 1000;
       const epochs = this.distil(model, teacher, clean, context);
       const seconds = (performance.now() - started) / 1000;
-      return {
-        model,
-        report: {
-          target: null,
-          detected_target: null,
-          changed: true,
-          epochs,
-          seconds: { teacher: teacherSeconds, distillation: seconds - teacherSeconds, total: seconds },
-          details: { settings: { ...settings } },
-        },
-      };
+      return untargetedOutcome(model, {
+        epochs,
+        seconds: { teacher: teacherSeconds, distillation: seconds - teacherSeconds },
+        details: { settings: { ...settings } },
+      });
     } finally {
       teacher.dispose();
     }

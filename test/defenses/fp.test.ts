@@ -4,10 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { liveTensorCount, noGrad, tensor, tidy } from '../../src/index.js';
-import { defend } from '../../src/defenses/index.js';
+import { noGrad, tensor, tidy } from '../../src/index.js';
 import { choosePruning, headWeight, pruningOrder } from '../../src/defenses/fp.js';
-import { backdooredTinyNet } from '../helpers/backdoored.js';
+import { defendBadNetsTinyNet } from '../helpers/backdoored.js';
 import { TinyNet } from '../helpers/synthetic.js';
 
 test('fp: channels in order of mean activation, most dormant first, ties by index', () => {
@@ -65,39 +64,20 @@ test("fp: the head's weight is the 2-D parameter classify reads on the feature c
 });
 
 test('fp: lowers the ASR of a BadNets network trained here; the pruned channels stay zero', async () => {
-  const { train, testSplit, attack, model, before, clean } = backdooredTinyNet({
-    attack: { name: 'badnets-square', target: 2, poisonRate: 0.1, options: {} },
-    seeds: [31, 32],
-    size: 12,
-    epochs: 10,
-  });
-  const live = liveTensorCount();
-  try {
-    const { report } = await defend({
-      model,
-      clean,
-      test: testSplit,
-      attack,
-      method: 'fp',
-      options: { epochs: 20, lr: 0.05, batchSize: 32, accRatio: 0.1, step: 0.05 },
-      seed: 1,
-      dataKind: 'synthetic',
-      monitor: 0,
-    });
-    const pruning = report.pruning as { channels: number; pruned: number; pruned_channels: number[] };
-    console.log(
-      `FP on a synthetic BadNets: ${pruning.pruned} of ${pruning.channels} channels pruned; BA ${before.ba.toFixed(1)} → ${report.after.ba.toFixed(1)}, ASR ${before.asr.toFixed(1)} → ${report.after.asr!.toFixed(1)}`,
-    );
-    assert.equal(pruning.channels, 32);
-    assert.equal(pruning.pruned_channels.length, pruning.pruned);
-    assert.ok(pruning.pruned > 0, 'something was pruned');
-    assert.ok(report.after.asr! < before.asr - 20, `ASR ${before.asr} → ${report.after.asr}`);
-    const columns = noGrad(() =>
-      tidy(() => pruning.pruned_channels.map((c) => model.fc.weight.select(1, c).abs().max().item())),
-    );
-    assert.deepEqual(columns, new Array(pruning.pruned).fill(0), 'pruned columns are zero after fine-tuning');
-    assert.equal(liveTensorCount(), live, 'no tensor left behind');
-  } finally {
-    for (const item of [model, attack, train, testSplit, clean]) item.dispose();
-  }
+  await defendBadNetsTinyNet(
+    'fp',
+    { epochs: 20, lr: 0.05, batchSize: 32, accRatio: 0.1, step: 0.05 },
+    {
+      check: ({ report, model }) => {
+        const pruning = report.pruning as { channels: number; pruned: number; pruned_channels: number[] };
+        assert.equal(pruning.channels, 32);
+        assert.equal(pruning.pruned_channels.length, pruning.pruned);
+        assert.ok(pruning.pruned > 0, 'something was pruned');
+        const columns = noGrad(() =>
+          tidy(() => pruning.pruned_channels.map((c) => model.fc.weight.select(1, c).abs().max().item())),
+        );
+        assert.deepEqual(columns, new Array(pruning.pruned).fill(0), 'pruned columns are zero after fine-tuning');
+      },
+    },
+  );
 });
