@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { benchModels } from './models.js';
+
 interface AttacksConfig {
   common: string[];
   runs: { name: string; args: string[] }[];
@@ -146,29 +148,16 @@ for (const [suite, extra] of [
   }
 }
 
-// The true target of each model, for the evidence table.
-const trueTargets = new Map<string, number | null>([
-  ['evidence-reference', 5],
-  ['evidence-clean', null],
-]);
-runs.push({
-  suite: 'evidence',
-  name: 'evidence-reference',
-  command: 'defend',
-  args: ['--weights', reference, '--attack', 'badnets-grid', '--target', '5', '--detect', '--verify'],
-});
-for (const attack of attacks.runs) {
-  const name = `evidence-${attack.name}`;
-  if (attack.name === 'clean-seed1') continue;
-  // The clean model: the grid trigger's ASR is its floor (what a model with no backdoor scores).
-  const flags = attack.name === 'clean' ? ['--attack', 'badnets-grid', '--target', '0'] : attackArgs(attack.args);
-  const target = flags.indexOf('--target');
-  if (!trueTargets.has(name)) trueTargets.set(name, Number(flags[target + 1]));
+// The evidence suite: every bench model, target not given, with the re-scan.
+const trueTargets = new Map<string, number | null>();
+for (const model of benchModels()) {
+  const name = `evidence-${model.name}`;
+  trueTargets.set(name, model.trueTarget);
   runs.push({
     suite: 'evidence',
     name,
     command: 'defend',
-    args: ['--weights', join(models, `${attack.name}.safetensors`), ...flags.map(substitute), '--detect', '--verify'],
+    args: ['--weights', model.weights, ...model.attackFlags, '--detect', '--verify'],
   });
 }
 

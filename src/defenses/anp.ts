@@ -36,11 +36,11 @@ export interface AnpSettings {
   /** SGD learning rate of the masks (0.2), momentum 0.9. */
   lr: number;
   /** Bound of the noise δ, ξ (0.4). */
-  eps: number;
+  anpEps: number;
   /** Signed ascent steps of the noise per update (1). */
-  steps: number;
+  anpSteps: number;
   /** Weight of the unperturbed loss (0.2). */
-  alpha: number;
+  anpAlpha: number;
   /** Prune a channel whose mask ends below this (0.2). */
   threshold: number;
 }
@@ -49,9 +49,9 @@ export const ANP_DEFAULTS: AnpSettings = {
   iterations: 2000,
   batchSize: 128,
   lr: 0.2,
-  eps: 0.4,
-  steps: 1,
-  alpha: 0.2,
+  anpEps: 0.4,
+  anpSteps: 1,
+  anpAlpha: 0.2,
   threshold: 0.2,
 };
 
@@ -64,9 +64,19 @@ const ANP_OPTIONS: OptionSpecs = {
     help: 'images per update (drawn with replacement)',
   },
   lr: { type: 'number', min: 0, default: ANP_DEFAULTS.lr, help: 'SGD learning rate of the masks (momentum 0.9)' },
-  eps: { type: 'number', min: 0, default: ANP_DEFAULTS.eps, help: 'bound of the neuron noise (0: no perturbation)' },
-  steps: { type: 'integer', min: 1, default: ANP_DEFAULTS.steps, help: 'signed ascent steps of the noise per update' },
-  alpha: { type: 'number', min: 0, max: 1, default: ANP_DEFAULTS.alpha, help: 'weight of the unperturbed loss' },
+  anpEps: {
+    type: 'number',
+    min: 0,
+    default: ANP_DEFAULTS.anpEps,
+    help: 'bound of the neuron noise (0: no perturbation)',
+  },
+  anpSteps: {
+    type: 'integer',
+    min: 1,
+    default: ANP_DEFAULTS.anpSteps,
+    help: 'signed ascent steps of the noise per update',
+  },
+  anpAlpha: { type: 'number', min: 0, max: 1, default: ANP_DEFAULTS.anpAlpha, help: 'weight of the unperturbed loss' },
   threshold: {
     type: 'number',
     min: 0,
@@ -228,9 +238,9 @@ export class AdversarialNeuronPruning implements Defense {
           const augmented = augmentBatch(toUnitRange(clean.images.indexSelect(0, index)), augment, random);
           const images = normalize(augmented, clean.normalization);
           const labels = clean.labels.indexSelect(0, index);
-          if (s.eps > 0) {
-            for (const p of perturbed) p.resetNoise(s.eps);
-            for (let step = 0; step < s.steps; step++) {
+          if (s.anpEps > 0) {
+            for (const p of perturbed) p.resetNoise(s.anpEps);
+            for (let step = 0; step < s.anpSteps; step++) {
               for (const p of perturbed) p.perturbed = true;
               const ascent = F.crossEntropy(model.forward(images), labels).neg();
               noiseOptimizer.zeroGrad();
@@ -240,20 +250,20 @@ export class AdversarialNeuronPruning implements Defense {
                 for (const p of perturbed) {
                   for (const noise of [p.weightNoise, p.biasNoise]) {
                     const grad = noise.grad;
-                    if (grad !== null) noise.sub_(grad.sign().mul(s.eps / s.steps));
+                    if (grad !== null) noise.sub_(grad.sign().mul(s.anpEps / s.anpSteps));
                   }
                 }
               });
             }
           }
           let robust: Tensor | null = null;
-          if (s.eps > 0) {
+          if (s.anpEps > 0) {
             for (const p of perturbed) p.perturbed = true;
             robust = F.crossEntropy(model.forward(images), labels);
           }
           for (const p of perturbed) p.perturbed = false;
           const natural = F.crossEntropy(model.forward(images), labels);
-          const loss = robust === null ? natural : natural.mul(s.alpha).add(robust.mul(1 - s.alpha));
+          const loss = robust === null ? natural : natural.mul(s.anpAlpha).add(robust.mul(1 - s.anpAlpha));
           maskOptimizer.zeroGrad();
           loss.backward();
           maskOptimizer.step();

@@ -1,0 +1,58 @@
+// The models the defense benches run on: the authors' released model and every model of
+// `npm run bench:attacks` (bench/attacks.config.json), each with the attack flags that
+// measure its ASR (the clean model under the grid trigger: the floor of a model with no
+// backdoor) and its true target.
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface BenchModel {
+  name: string;
+  weights: string;
+  /** `--attack … --target …` and the attack's own flags, training-only ones left out. */
+  attackFlags: string[];
+  /** null: no backdoor. */
+  trueTarget: number | null;
+}
+
+export const repo = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+export const data = `cifar10:${join(repo, '..', 'shared', 'data', 'cifar10-jpeg')}`;
+export const modelsFolder = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
+export const resultsFolder = process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results');
+export const referenceWeights = join(repo, '..', 'shared', 'models', 'mcl-reference', 'WRN-16-1-badnet.pth.tar');
+
+interface AttacksConfig {
+  runs: { name: string; args: string[] }[];
+}
+
+/** A training run's attack flags without its training-only ones (--epochs: WaNet trains 12). */
+export const attackArgs = (args: readonly string[]): string[] =>
+  args.filter((arg, i) => arg !== '--epochs' && args[i - 1] !== '--epochs');
+
+const substitute = (arg: string): string => arg.replaceAll('{models}', modelsFolder).replaceAll('{repo}', repo);
+
+/** The authors' model, then the runs of bench/attacks.config.json (but the second clean model). */
+export function benchModels(): BenchModel[] {
+  const config = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as AttacksConfig;
+  const models: BenchModel[] = [
+    {
+      name: 'reference',
+      weights: referenceWeights,
+      attackFlags: ['--attack', 'badnets-grid', '--target', '5'],
+      trueTarget: 5,
+    },
+  ];
+  for (const run of config.runs) {
+    if (run.name === 'clean-seed1') continue;
+    const clean = run.name === 'clean';
+    const flags = clean ? ['--attack', 'badnets-grid', '--target', '0'] : attackArgs(run.args).map(substitute);
+    models.push({
+      name: run.name,
+      weights: join(modelsFolder, `${run.name}.safetensors`),
+      attackFlags: flags,
+      trueTarget: clean ? null : Number(flags[flags.indexOf('--target') + 1]),
+    });
+  }
+  return models;
+}
