@@ -7,6 +7,7 @@ import { ftEntry } from './ft.js';
 import { mcldefEntry } from './mcldef/defense.js';
 import { nadEntry } from './nad.js';
 import { ncEntry } from './nc.js';
+import { sauEntry } from './sau.js';
 import { registerDefense } from './registry.js';
 
 export * from './defense.js';
@@ -22,6 +23,7 @@ export { NeuralAttentionDistillation, nadEntry } from './nad.js';
 export { NeuralCleanse, ncEntry } from './nc.js';
 export { AdversarialNeuronPruning, anpEntry } from './anp.js';
 export { ImplicitBackdoorUnlearning, ibauEntry } from './ibau.js';
+export { SharedAdversarialUnlearning, sauEntry } from './sau.js';
 
 registerDefense(mcldefEntry);
 registerDefense(ftEntry);
@@ -30,4 +32,5 @@ registerDefense(nadEntry);
 registerDefense(ncEntry);
 registerDefense(anpEntry);
 registerDefense(ibauEntry);
+registerDefense(sauEntry);
 registerDefense(clpEntry);

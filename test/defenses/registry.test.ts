@@ -320,7 +320,7 @@ test('defend() frees what it made: the live tensor count returns to where it sta
 
 test("every built-in defense's flags fit beside defend's own: --help works for each", async () => {
   const { defenseNames } = await import('../../src/defenses/index.js');
-  assert.deepEqual(defenseNames(), ['mcldef', 'ft', 'fp', 'nad', 'nc', 'anp', 'i-bau', 'clp']);
+  assert.deepEqual(defenseNames(), ['mcldef', 'ft', 'fp', 'nad', 'nc', 'anp', 'i-bau', 'sau', 'clp']);
   for (const name of defenseNames()) {
     const help = await runInProcess(['defend', '--method', name, '--help']);
     assert.equal(help.exitCode, 0, `${name}: ${help.err}`);
