@@ -249,9 +249,9 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   const scanSettings = mcldefOptions(
     methodName === 'mcldef' ? values : (resolveOptions(MCLDEF_OPTIONS, {}, 'the verification scan') as OptionValues),
   );
-  const scan = (which: string): ScanSummary => {
+  const scan = (scanned: Classifier, which: string): ScanSummary => {
     log(`verification: scanning the ${which} model…`);
-    const detection = scanForBackdoor(model, trainingData, scanSettings, { seed, progress });
+    const detection = scanForBackdoor(scanned, trainingData, scanSettings, { seed, progress });
     for (const pattern of detection.targetPatterns) pattern.dispose();
     return summarizeScan(detection);
   };
@@ -262,7 +262,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   try {
     // MCLDef scans the model itself where it is not told the target; otherwise scan it here, first.
     const defenseScans = methodName === 'mcldef' && args.target === undefined;
-    const scanBefore = args.verify === true && !defenseScans ? scan('suspicious') : undefined;
+    const scanBefore = args.verify === true && !defenseScans ? scan(model, 'suspicious') : undefined;
     // The weights before the defense, to measure the trigger it finds on the model as it was.
     if (evidenceSplit !== undefined) snapshot = cloneState(model.stateDict());
     outcome = await defense.run(model, trainingData, context);
@@ -275,7 +275,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
       const before = scanBefore ?? outcome.scan;
       if (before === undefined)
         throw new Error(`verification: defense '${methodName}' reported no scan of the model it received`);
-      const after = methodReport.changed ? scan('defended') : null;
+      const after = methodReport.changed ? scan(outcome.model, 'defended') : null;
       verification = {
         before,
         after,
@@ -309,6 +309,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   const seconds = {
     ...stages,
     defense: defenseSeconds ?? 0,
+    ...(verification === null ? {} : { verification: verification.seconds }),
     evaluation: evaluationSeconds,
     total: (performance.now() - started) / 1000,
   };
