@@ -140,3 +140,43 @@ export function untargetedOutcome(
     },
   };
 }
+
+/**
+ * Ends a training epoch of a defense: the monitor's BA/ASR (chart only; the model is put back
+ * in `mode` after it), the epoch record, and a progress line.
+ */
+export function endEpoch(
+  epochs: DefenseEpoch[],
+  model: Classifier,
+  context: Pick<DefenseContext, 'monitor' | 'progress'>,
+  epoch: {
+    stage: string;
+    label: string;
+    index: number;
+    total: number;
+    lr: number;
+    loss: number;
+    mode: 'train' | 'eval';
+  },
+): void {
+  const measured = context.monitor?.(model);
+  if (epoch.mode === 'train') model.train();
+  else model.eval();
+  epochs.push({
+    epoch: epoch.index,
+    lr: epoch.lr,
+    loss: epoch.loss,
+    ba: measured?.ba ?? null,
+    asr: measured?.asr ?? null,
+  });
+  const shown =
+    measured === undefined
+      ? ''
+      : `  BA ${measured.ba.toFixed(1)}%${measured.asr === null ? '' : `  ASR ${measured.asr.toFixed(1)}%`} (monitor set)`;
+  context.progress({
+    stage: epoch.stage,
+    done: epoch.index + 1,
+    total: epoch.total,
+    message: `${epoch.label} ${epoch.index + 1}/${epoch.total}  lr ${epoch.lr.toPrecision(3)}  loss ${epoch.loss.toFixed(4)}${shown}`,
+  });
+}

@@ -5,7 +5,7 @@
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import { trainModel } from '../train/trainer.js';
-import type { DefenseContext, DefenseEpoch } from './defense.js';
+import { type DefenseContext, type DefenseEpoch, endEpoch } from './defense.js';
 import type { OptionSpecs, OptionValues } from './options.js';
 
 export interface FineTuneSettings {
@@ -84,23 +84,16 @@ export function fineTune(
       seed: context.seed,
     },
     ...(afterStep === undefined ? {} : { onBatch: afterStep }),
-    onEpoch: (record) => {
-      const measured = context.monitor?.(model);
-      model.train();
-      epochs.push({
-        epoch: record.epoch,
+    onEpoch: (record) =>
+      endEpoch(epochs, model, context, {
+        stage,
+        label: `${stage} epoch`,
+        index: record.epoch,
+        total: settings.epochs,
         lr: record.lr,
         loss: record.loss,
-        ba: measured?.ba ?? null,
-        asr: measured?.asr ?? null,
-      });
-      context.progress({
-        stage,
-        done: record.epoch + 1,
-        total: settings.epochs,
-        message: `${stage} epoch ${record.epoch + 1}/${settings.epochs}  lr ${record.lr.toPrecision(3)}  loss ${record.loss.toFixed(4)}${measured === undefined ? '' : `  BA ${measured.ba.toFixed(1)}%${measured.asr === null ? '' : `  ASR ${measured.asr.toFixed(1)}%`} (monitor set)`}`,
-      });
-    },
+        mode: 'train',
+      }),
   });
   model.eval();
   return epochs;

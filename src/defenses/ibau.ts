@@ -23,6 +23,7 @@ import {
   type DefenseEpoch,
   type DefenseOutcome,
   untargetedOutcome,
+  endEpoch,
 } from './defense.js';
 import { type OptionSpecs, type OptionValues, withDefaults } from './options.js';
 
@@ -221,20 +222,14 @@ export class ImplicitBackdoorUnlearning implements Defense {
           } finally {
             perturbation.dispose();
           }
-          const measured = context.monitor?.(model);
-          model.eval();
-          epochs.push({
-            epoch: round,
+          endEpoch(epochs, model, context, {
+            stage: 'unlearning',
+            label: 'i-BAU round',
+            index: round,
+            total: s.rounds,
             lr: s.lr,
             loss: lossSum / clean.count,
-            ba: measured?.ba ?? null,
-            asr: measured?.asr ?? null,
-          });
-          context.progress({
-            stage: 'unlearning',
-            done: round + 1,
-            total: s.rounds,
-            message: `i-BAU round ${round + 1}/${s.rounds}  loss ${(lossSum / clean.count).toFixed(4)}${measured === undefined ? '' : `  BA ${measured.ba.toFixed(1)}%${measured.asr === null ? '' : `  ASR ${measured.asr.toFixed(1)}%`} (monitor set)`}`,
+            mode: 'eval',
           });
         } finally {
           deltaOptimizer.dispose();

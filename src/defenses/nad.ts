@@ -19,6 +19,7 @@ import {
   type DefenseEpoch,
   type DefenseOutcome,
   untargetedOutcome,
+  endEpoch,
 } from './defense.js';
 import { type FineTuneSettings, fineTune, flips } from './finetune.js';
 import type { OptionSpecs, OptionValues } from './options.js';
@@ -198,19 +199,14 @@ export class NeuralAttentionDistillation implements Defense {
             batch.labels.dispose();
           }
         }
-        const measured = context.monitor?.(model);
-        epochs.push({
-          epoch,
+        endEpoch(epochs, model, context, {
+          stage: 'distillation',
+          label: 'distillation epoch',
+          index: epoch,
+          total: settings.epochs,
           lr: settings.lr,
           loss: lossSum / seen,
-          ba: measured?.ba ?? null,
-          asr: measured?.asr ?? null,
-        });
-        context.progress({
-          stage: 'distillation',
-          done: epoch + 1,
-          total: settings.epochs,
-          message: `distillation epoch ${epoch + 1}/${settings.epochs}  loss ${(lossSum / seen).toFixed(4)}${measured === undefined ? '' : `  BA ${measured.ba.toFixed(1)}%${measured.asr === null ? '' : `  ASR ${measured.asr.toFixed(1)}%`} (monitor set)`}`,
+          mode: 'train',
         });
       }
     } finally {
