@@ -25,7 +25,7 @@ import {
   type DefenseOutcome,
   untargetedOutcome,
 } from './defense.js';
-import { flips } from './finetune.js';
+import { defenseAugmentation } from './finetune.js';
 import { type OptionSpecs, type OptionValues, withDefaults } from './options.js';
 
 export interface AnpSettings {
@@ -223,7 +223,7 @@ export class AdversarialNeuronPruning implements Defense {
       { lr: 0 },
     );
     const random = seededRandom(context.seed);
-    const augment = { cropPadding: Math.round(clean.height / 8), horizontalFlip: flips(context.dataKind) };
+    const augment = defenseAugmentation(clean, context.dataKind);
     try {
       model.requiresGrad_(false);
       // As the authors' code: the masks are learned in train mode (batch statistics).

@@ -108,6 +108,11 @@ export interface DefenseEntry {
    * absent: the method selects nothing on accuracy and gets all of it.
    */
   readonly heldOutFraction?: number;
+  /**
+   * When the defense returns its own scan of every class (`DefenseOutcome.scan`): 'always', or
+   * only when not told the target. `--verify` scans the model before the defense itself otherwise.
+   */
+  readonly scansModel?: 'always' | 'without-target';
   /** Builds the defense from checked option values (unset ones absent: the method's defaults). */
   create(options: OptionValues): Defense;
 }

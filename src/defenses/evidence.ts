@@ -7,7 +7,7 @@ import type { ImageSplit } from '../data/dataset.js';
 import { subsetIndices } from '../data/subset.js';
 import { evaluate } from '../eval/metrics.js';
 import type { Module } from '../nn/module.js';
-import type { DetectionResult, DetectionStatistic } from './mcldef/detect.js';
+import { type DetectionResult, type DetectionStatistic, medianOf } from './mcldef/detect.js';
 
 /** The defender's clean data split into the held-out evidence images and the rest. */
 export interface EvidenceSplit {
@@ -112,9 +112,7 @@ export interface ScannedClass {
 
 /** Indices of the classes whose value lies below the median; 0 for the others. */
 function lowSide(values: readonly number[], indices: readonly number[]): number[] {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  const median = medianOf(values);
   return values.map((value, label) => (value < median ? indices[label]! : 0));
 }
 

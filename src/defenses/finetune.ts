@@ -2,6 +2,7 @@
 // the last step of Fine-Pruning and Neural Cleanse's unlearning. BackdoorBench's CIFAR-10
 // setting (defense/ft.py, config/defense/ft/cifar10.yaml): SGD 0.01, momentum 0.9, weight
 // decay 5e-4, cosine over the epochs, batch 256, random crop (padding 4) and flip.
+import type { AugmentOptions } from '../data/augment.js';
 import type { ImageSplit } from '../data/dataset.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import { trainModel } from '../train/trainer.js';
@@ -50,9 +51,13 @@ export const BACKDOORBENCH_FINE_TUNING: FineTuneSettings = {
   weightDecay: 5e-4,
 };
 
-/** Mirroring suits natural images; it would change what a digit or a traffic sign means. */
-export function flips(dataKind: string): boolean {
-  return dataKind === 'cifar10' || dataKind === 'cifar100' || dataKind === 'imagefolder';
+/**
+ * The defenses' training augmentation: random crop with padding H/8 (4 on 32×32) and, on
+ * natural images only, a horizontal flip (a mirrored digit or traffic sign is another class).
+ */
+export function defenseAugmentation(clean: Pick<ImageSplit, 'height'>, dataKind: string): AugmentOptions {
+  const natural = dataKind === 'cifar10' || dataKind === 'cifar100' || dataKind === 'imagefolder';
+  return { cropPadding: Math.round(clean.height / 8), horizontalFlip: natural };
 }
 
 /**
@@ -80,7 +85,7 @@ export function fineTune(
       momentum: settings.momentum,
       weightDecay: settings.weightDecay,
       schedule,
-      augment: { cropPadding: Math.round(clean.height / 8), horizontalFlip: flips(context.dataKind) },
+      augment: defenseAugmentation(clean, context.dataKind),
       seed: context.seed,
     },
     ...(afterStep === undefined ? {} : { onBatch: afterStep }),

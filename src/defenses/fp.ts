@@ -24,7 +24,7 @@ import {
   fineTuneOptions,
   fineTuneSettings,
 } from './finetune.js';
-import { cleanFeatures } from './mcldef/purify.js';
+import { cleanFeatures, headParameters } from './mcldef/purify.js';
 import type { OptionSpecs } from './options.js';
 
 export interface FinePruningSettings extends FineTuneSettings {
@@ -58,26 +58,17 @@ const FP_OPTIONS: OptionSpecs = {
 export function headWeight(model: Classifier, channels: number): Tensor {
   const refused = (): Error =>
     new Error(`fine-pruning needs a linear head on the ${channels} feature channels; this model's head has none`);
-  model.zeroGrad();
-  const device = model.parameters()[0]!.device;
+  const probe = zeros([1, channels], { device: model.parameters()[0]!.device });
+  let head: Tensor[];
   try {
-    tidy(() =>
-      model
-        .classify(zeros([1, channels], { device }))
-        .sum()
-        .backward(),
-    );
+    head = headParameters(model, probe);
   } catch {
     model.zeroGrad();
     throw refused();
+  } finally {
+    probe.dispose();
   }
-  const reached = model.parameters().filter((parameter) => {
-    const grad = parameter.grad;
-    grad?.dispose();
-    return grad !== null;
-  });
-  model.zeroGrad();
-  const weight = reached.find((p) => p.shape.length === 2 && p.shape[1] === channels);
+  const weight = head.find((p) => p.shape.length === 2 && p.shape[1] === channels);
   if (weight === undefined) throw refused();
   return weight;
 }

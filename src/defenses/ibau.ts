@@ -136,16 +136,11 @@ export class ImplicitBackdoorUnlearning implements Defense {
       const index = order.subarray(start, Math.min(start + batchSize, clean.count));
       batches.push(
         tidy(() => {
-          const positions = Array.from(index);
-          const selected = clean.select(positions);
-          try {
-            return {
-              images: keep(normalize(toUnitRange(selected.images), clean.normalization)),
-              labels: keep(selected.labels.clone()),
-            };
-          } finally {
-            selected.dispose();
-          }
+          const positions = tensor(index, { dtype: 'int64' });
+          return {
+            images: keep(normalize(toUnitRange(clean.images.indexSelect(0, positions)), clean.normalization)),
+            labels: keep(clean.labels.indexSelect(0, positions)),
+          };
         }),
       );
     }

@@ -21,7 +21,7 @@ import {
   untargetedOutcome,
   endEpoch,
 } from './defense.js';
-import { type FineTuneSettings, fineTune, flips } from './finetune.js';
+import { type FineTuneSettings, defenseAugmentation, fineTune } from './finetune.js';
 import type { OptionSpecs, OptionValues } from './options.js';
 
 export interface NadSettings extends FineTuneSettings {
@@ -161,7 +161,7 @@ export class NeuralAttentionDistillation implements Defense {
     const batches = new PoisonedBatches(clean, undefined, {
       batchSize: Math.min(settings.batchSize, clean.count),
       seed: context.seed,
-      augment: { cropPadding: Math.round(clean.height / 8), horizontalFlip: flips(context.dataKind) },
+      augment: defenseAugmentation(clean, context.dataKind),
     });
     const optimizer = new SGD(model.parameters(), {
       lr: settings.lr,

@@ -254,5 +254,6 @@ export const ncEntry: DefenseEntry = {
   name: 'nc',
   summary: 'Neural Cleanse (NC): invert a trigger for every class, flag the anomalously small one, unlearn it',
   options: NC_OPTIONS,
+  scansModel: 'always',
   create: (values) => new NeuralCleanse(ncSettings(values)),
 };

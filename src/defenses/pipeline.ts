@@ -260,8 +260,9 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
   let evidence: HeldOutEvidence | null = null;
   let verification: Verification | null = null;
   try {
-    // MCLDef scans the model itself where it is not told the target; otherwise scan it here, first.
-    const defenseScans = methodName === 'mcldef' && args.target === undefined;
+    // A defense that scans every class itself gives the "before"; otherwise scan it here, first.
+    const defenseScans =
+      entry.scansModel === 'always' || (entry.scansModel === 'without-target' && args.target === undefined);
     const scanBefore = args.verify === true && !defenseScans ? scan(model, 'suspicious') : undefined;
     // The weights before the defense, to measure the trigger it finds on the model as it was.
     if (evidenceSplit !== undefined) snapshot = cloneState(model.stateDict());

@@ -7,6 +7,7 @@
 import { noGrad } from '../engine/autograd.js';
 import * as F from '../engine/functional.js';
 import { Adam } from '../engine/optim/adam.js';
+import { tensor } from '../engine/creation.js';
 import { keep, tidy } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { ImageSplit, Normalization } from '../data/dataset.js';
@@ -122,11 +123,12 @@ export function sharedPerturbation(
   // From the ball's corner (pgd_init: max).
   let perturbation = keep(noGrad(() => pixels.mul(0).add(s.bound)));
   try {
+    // Each model's own answer on the clean images: what a perturbation must change.
     const own = noGrad(() =>
-      tidy(() => [
-        model.forward(normalize(pixels, normalization)).argmax(1),
-        reference.forward(normalize(pixels, normalization)).argmax(1),
-      ]),
+      tidy(() => {
+        const input = normalize(pixels, normalization);
+        return [model.forward(input).argmax(1), reference.forward(input).argmax(1)];
+      }),
     );
     try {
       for (let step = 0; step < s.pgdSteps; step++) {
@@ -197,38 +199,35 @@ export class SharedAdversarialUnlearning implements Defense {
         const order = permutation(clean.count, context.seed * 1000 + round);
         let lossSum = 0;
         for (let start = 0; start < clean.count; start += batchSize) {
-          const positions = Array.from(order.subarray(start, Math.min(start + batchSize, clean.count)));
-          const batch = clean.select(positions);
-          try {
-            lossSum += tidy(() => {
-              const pixels = toUnitRange(batch.images);
-              const labels = batch.labels;
-              const perturbation = sharedPerturbation(model, reference, pixels, labels, clean.normalization, s);
-              const perturbed = normalize(pixels.add(perturbation), clean.normalization);
-              perturbation.dispose();
-              const n = labels.size(0);
-              const both = model.forward(F.cat([normalize(pixels, clean.normalization), perturbed], 0));
-              const logits = both.narrow(0, 0, n);
-              const perLogits = both.narrow(0, n, n);
-              const [ownRef, perRef] = noGrad(() => [
-                reference.forward(normalize(pixels, clean.normalization)).argmax(1),
-                reference.forward(perturbed).argmax(1),
-              ]);
-              // The copy fooled: wrong and changed by the perturbation.
-              const potential = perRef!.ne(labels).logicalAnd(perRef!.ne(ownRef!)).float();
-              let loss = F.crossEntropy(logits, labels).mul(s.lambda1);
-              if (s.lambda2 > 0) loss = loss.add(F.crossEntropy(perLogits, labels).mul(s.lambda2));
-              loss = loss.add(sharedRisk(perLogits, perRef!, potential).mul(s.lambda3));
-              optimizer.zeroGrad();
-              loss.backward();
-              optimizer.step();
-              const value = loss.item();
-              if (!Number.isFinite(value)) throw new Error(`SAU: the loss is ${value} in round ${round}`);
-              return value * n;
-            });
-          } finally {
-            batch.dispose();
-          }
+          const positions = order.subarray(start, Math.min(start + batchSize, clean.count));
+          lossSum += tidy(() => {
+            const index = tensor(positions, { dtype: 'int64' });
+            const pixels = toUnitRange(clean.images.indexSelect(0, index));
+            const labels = clean.labels.indexSelect(0, index);
+            const cleanInput = normalize(pixels, clean.normalization);
+            const perturbation = sharedPerturbation(model, reference, pixels, labels, clean.normalization, s);
+            const perturbed = normalize(pixels.add(perturbation), clean.normalization);
+            perturbation.dispose();
+            const n = labels.size(0);
+            const both = model.forward(F.cat([cleanInput, perturbed], 0));
+            const logits = both.narrow(0, 0, n);
+            const perLogits = both.narrow(0, n, n);
+            const [ownRef, perRef] = noGrad(() => [
+              reference.forward(cleanInput).argmax(1),
+              reference.forward(perturbed).argmax(1),
+            ]);
+            // The copy fooled: wrong and changed by the perturbation.
+            const potential = perRef!.ne(labels).logicalAnd(perRef!.ne(ownRef!)).float();
+            let loss = F.crossEntropy(logits, labels).mul(s.lambda1);
+            if (s.lambda2 > 0) loss = loss.add(F.crossEntropy(perLogits, labels).mul(s.lambda2));
+            loss = loss.add(sharedRisk(perLogits, perRef!, potential).mul(s.lambda3));
+            optimizer.zeroGrad();
+            loss.backward();
+            optimizer.step();
+            const value = loss.item();
+            if (!Number.isFinite(value)) throw new Error(`SAU: the loss is ${value} in round ${round}`);
+            return value * n;
+          });
         }
         endEpoch(epochs, model, context, {
           stage: 'unlearning',

@@ -325,5 +325,6 @@ export const mcldefEntry: DefenseEntry = {
   summary:
     'MCLDef (ACM MM 2023): detect the target, invert its trigger, pull the stamped images back to the clean features',
   options: MCLDEF_OPTIONS,
+  scansModel: 'without-target',
   create: (values) => new Mcldef(mcldefOptions(values)),
 };

@@ -231,7 +231,8 @@ export function anomalyIndices(values: readonly number[]): { indices: number[]; 
   return { indices, median, mad };
 }
 
-function medianOf(values: readonly number[]): number {
+/** The median (the mean of the middle two for an even count). */
+export function medianOf(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;

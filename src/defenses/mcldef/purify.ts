@@ -202,10 +202,8 @@ function headAccuracy(model: Classifier, features: Tensor, labels: Tensor): numb
 }
 
 /** Full-batch Adam on cross-entropy of classify(features); only the head's parameters move. */
-function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: { steps?: number; lr?: number }): void {
-  const wasTraining = model.training;
-  model.eval();
-  // The head is whatever receives a gradient from classify(features).
+/** The head: the parameters that receive a gradient from classify(features). */
+export function headParameters(model: Classifier, features: Tensor): Tensor[] {
   model.zeroGrad();
   tidy(() => model.classify(features).sum().backward());
   const head = model.parameters().filter((parameter) => {
@@ -214,6 +212,13 @@ function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: {
     return grad !== null;
   });
   model.zeroGrad();
+  return head;
+}
+
+function fitHead(model: Classifier, features: Tensor, labels: Tensor, options: { steps?: number; lr?: number }): void {
+  const wasTraining = model.training;
+  model.eval();
+  const head = headParameters(model, features);
   const optimizer = new Adam(head, { lr: options.lr ?? 0.01 });
   try {
     for (let step = 0; step < (options.steps ?? 200); step++) {
