@@ -66,7 +66,7 @@ const read = (name: string): Cell | undefined => {
 const fmt = (x: number | null | undefined, digits = 2): string =>
   x === null || x === undefined ? '-' : x.toFixed(digits);
 console.log(
-  `\n| model | before BA / ASR | ${defenses.map((d) => `${d}: BA / ASR, DER, s`).join(' | ')} | best DER | MCLDef's rank |`,
+  `\n| model | before BA / ASR | ${defenses.map((d) => `${d}: BA / ASR, DER, defense s`).join(' | ')} | best DER | MCLDef's rank |`,
 );
 console.log(`|---|---|${defenses.map(() => '---').join('|')}|---|---|`);
 for (const model of models) {
@@ -83,7 +83,7 @@ for (const model of models) {
       .map((c) =>
         c === undefined
           ? '-'
-          : `${fmt(c.after.ba)} / ${fmt(c.after.asr)}${c.changed ? '' : ' (unchanged)'}, ${fmt(c.der, 3)}, ${fmt(c.seconds.total, 0)}`,
+          : `${fmt(c.after.ba)} / ${fmt(c.after.asr)}${c.changed ? '' : ' (unchanged)'}, ${fmt(c.der, 3)}, ${fmt(c.seconds.defense ?? c.seconds.total, 0)}`,
       )
       .join(
         ' | ',

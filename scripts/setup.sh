@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages mcldef needs on Debian/Ubuntu (idempotent; skips what is there):
 # libtorch-dev (the engine), libjpeg-dev (libjpeg-turbo, JPEG datasets), g++/make/python3 (node-gyp), python3-torch (PyTorch comparisons
-# in tests and benchmarks). Node.js >= 20 must already be installed (Debian 12 ships 18:
+# in tests and benchmarks), redis-server (the queue of `mcldef bench --queue`; tests start their own). Node.js >= 20 must already be installed (Debian 12 ships 18:
 # use NodeSource or nvm).
 set -euo pipefail
 
@@ -12,6 +12,7 @@ missing=()
 [ -f /usr/include/ATen/ATen.h ] || missing+=(libtorch-dev)
 [ -f /usr/include/jpeglib.h ] || missing+=(libjpeg-dev)
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+command -v redis-server >/dev/null || missing+=(redis-server)
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 [ -x /usr/bin/python3 ] || missing+=(python3)

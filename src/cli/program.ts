@@ -4,12 +4,14 @@ import { Command } from 'commander';
 
 import '../defenses/index.js';
 import { applyConfig, checkRequired, readConfig } from './config.js';
+import { benchCommand } from './commands/bench.js';
 import { defendCommand } from './commands/defend.js';
 import { demoCommand } from './commands/demo.js';
 import { detectCommand } from './commands/detect.js';
 import { evalCommand } from './commands/eval.js';
 import { listCommand } from './commands/list.js';
 import { trainCommand } from './commands/train.js';
+import { workerCommand } from './commands/worker.js';
 import { runAction } from './common.js';
 
 /** The value of `--name VALUE` or `--name=VALUE` in argv, if present. */
@@ -49,6 +51,8 @@ export function buildProgram(argv: readonly string[]): Command {
   program.addCommand(defendCommand(methodOf(argv)));
   program.addCommand(listCommand());
   program.addCommand(demoCommand());
+  program.addCommand(benchCommand());
+  program.addCommand(workerCommand());
   // Config files fill in what the command line left out; required options are checked after.
   program.hook('preAction', (_program, command) => {
     const config = command.getOptionValue('config') as string | undefined;

@@ -1,8 +1,9 @@
 // A self-contained report.html for `mcldef defend`: the before/after table, the inverted
 // trigger, and BA/ASR per purification epoch drawn by Vega-Lite (rendered to inline SVG,
 // so the page needs no network and no script).
-import * as vega from 'vega';
 import { compile } from 'vega-lite';
+
+import { renderSvg } from './charts.js';
 
 import type { HeldOutEvidence, TriggerReading, Verification } from '../defenses/evidence.js';
 import type { DefendReport } from '../defenses/pipeline.js';
@@ -99,10 +100,7 @@ export async function verificationChart(verification: Verification): Promise<str
       { mark: { type: 'rule', strokeDash: [4, 4] }, encoding: { y: { datum: 2 } } },
     ],
   }).spec;
-  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
-  const svg = await view.toSVG();
-  view.finalize();
-  return svg;
+  return renderSvg(spec);
 }
 
 /** The "did it work?" section: the verdict, the held-out evidence beside the true figures, the re-scan. */
@@ -145,7 +143,7 @@ function guardLine(guard: DefenseReport['accuracy_guard'], refitAnyway: boolean)
   return `<p class="muted">Accuracy guard (${guard.tolerance} points): the clean images' accuracy was ${guard.before.toFixed(2)} % before and ${guard.after.toFixed(2)} % after purification; ${guard.refit_head ? 'so the head was re-fitted' : refitAnyway ? 'within the tolerance (the head was re-fitted anyway, as asked)' : 'it did nothing'}.</p>`;
 }
 
-function escape(text: string): string {
+export function escape(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }
 
@@ -180,10 +178,7 @@ export async function epochChart(epochs: DefenseReport['epochs']): Promise<strin
       color: { field: 'metric', type: 'nominal', title: null },
     },
   }).spec;
-  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
-  const svg = await view.toSVG();
-  view.finalize();
-  return svg;
+  return renderSvg(spec);
 }
 
 /** A picture for the report, e.g. the inverted trigger. */

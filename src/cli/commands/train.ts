@@ -6,9 +6,9 @@ import { Command, Option } from 'commander';
 
 import { requireOptions } from '../config.js';
 
-import { evaluate } from '../../eval/metrics.js';
-import { saveWeights, safetensorsStore } from '../../io/index.js';
-import { type ScheduleName, trainModel } from '../../train/trainer.js';
+import { attackSettings } from '../../pipeline/setup.js';
+import { trainCheckpoint } from '../../pipeline/train-checkpoint.js';
+import type { ScheduleName } from '../../train/trainer.js';
 import {
   type AttackFlags,
   type CommonFlags,
@@ -16,11 +16,7 @@ import {
   addAttackOptions,
   addCommonOptions,
   addModelOptions,
-  applyCommon,
-  buildAttack,
-  buildModel,
   integer,
-  loadSplit,
   number,
   progressBar,
   runAction,
@@ -75,47 +71,43 @@ export function trainCommand(): Command {
 }
 
 function train(flags: TrainFlags): void {
-  applyCommon(flags);
   if (!/\.(safetensors|pth|pt|pth\.tar)$/.test(flags.out))
     throw new UsageError(`--out ${flags.out}: use a .safetensors or .pth file name`);
   if (flags.out !== '-' && dirname(flags.out) !== '' && !existsSync(dirname(flags.out)))
     mkdirSync(dirname(flags.out), { recursive: true });
-  const trainSplit = loadSplit(flags.data, 'train', flags);
-  const testSplit = loadSplit(flags.data, 'test', flags);
-  const { model, arch } = buildModel(flags, trainSplit);
-  const attack = buildAttack(flags, trainSplit, arch, testSplit);
   const checkpoint = flags.checkpoint ?? `${flags.out}.ckpt.safetensors`;
-  const metrics = flags.metrics ?? `${flags.out}.metrics.jsonl`;
-  say(
-    flags,
-    `training ${arch} on ${trainSplit.source}: ${trainSplit.count} images, ${flags.epochs} epochs${attack ? `, attack ${attack.name} (${attack.mode}, target ${flags.target}, rate ${flags.poisonRate})` : ''}`,
-  );
   const bar = progressBar(
     flags,
     'epoch {epoch} |{bar}| {value}/{total} batches | loss {loss} | acc {acc}% | {speed} img/s',
   );
   let barEpoch = -1;
-  const result = trainModel({
-    model,
-    train: trainSplit,
-    test: testSplit,
-    ...(attack === undefined ? {} : { attack }),
-    config: {
-      epochs: flags.epochs,
-      batchSize: flags.batchSize,
-      optimizer: flags.optimizer,
-      lr: flags.lr,
-      momentum: flags.momentum,
-      weightDecay: flags.weightDecay,
-      schedule: flags.schedule,
-      seed: flags.seed,
-      ...(flags.augment
-        ? { augment: { cropPadding: Math.round(trainSplit.height / 8), horizontalFlip: trainSplit.channels === 3 } }
-        : {}),
-    },
-    checkpointPath: checkpoint,
-    store: safetensorsStore,
-    metricsPath: metrics,
+  const result = trainCheckpoint({
+    ...attackSettings(flags),
+    data: flags.data,
+    ...(flags.arch === undefined ? {} : { arch: flags.arch }),
+    ...(flags.weights === undefined ? {} : { weights: flags.weights }),
+    out: flags.out,
+    ...(flags.attack === undefined ? {} : { attack: flags.attack, target: flags.target }),
+    ...(flags.attackSeed === undefined ? {} : { attackSeed: flags.attackSeed }),
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    optimizer: flags.optimizer,
+    lr: flags.lr,
+    momentum: flags.momentum,
+    weightDecay: flags.weightDecay,
+    schedule: flags.schedule,
+    augment: flags.augment,
+    seed: flags.seed,
+    threads: flags.threads,
+    ...(flags.device === undefined ? {} : { device: flags.device }),
+    ...(flags.cacheDir === undefined ? {} : { cacheDir: flags.cacheDir }),
+    checkpoint,
+    ...(flags.metrics === undefined ? {} : { metrics: flags.metrics }),
+    onStart: (run) =>
+      say(
+        flags,
+        `training ${run.arch} on ${run.source}: ${run.images} images, ${flags.epochs} epochs${run.attack === null ? '' : `, attack ${run.attack} (${flags.mode}, target ${flags.target}, rate ${flags.poisonRate})`}`,
+      ),
     onBatch: (p) => {
       if (bar === null) return;
       if (p.epoch !== barEpoch) {
@@ -140,27 +132,20 @@ function train(flags: TrainFlags): void {
     },
   });
   if (result.resumedFrom > 0) say(flags, `(resumed after epoch ${result.resumedFrom} from ${checkpoint})`);
-  saveWeights(flags.out, model.stateDict(), { arch });
-  const final = evaluate(model, testSplit, {
-    normalization: testSplit.normalization,
-    ...(attack === undefined ? {} : { trigger: attack }),
-  });
   say(
     flags,
-    `saved ${flags.out}: BA ${final.ba.toFixed(2)}%${attack ? `, ASR ${final.asr.toFixed(2)}%` : ''} in ${result.seconds.toFixed(0)} s`,
+    `saved ${flags.out}: BA ${result.ba.toFixed(2)}%${result.asr === null ? '' : `, ASR ${result.asr.toFixed(2)}%`} in ${result.seconds.toFixed(0)} s`,
   );
   writeJson(flags.json, {
-    arch,
+    arch: result.arch,
     data: flags.data,
-    attack: attack?.name ?? null,
-    target: attack === undefined ? null : flags.target,
+    attack: result.attack,
+    target: result.target,
     epochs: flags.epochs,
     seconds: result.seconds,
-    ba: final.ba,
-    asr: attack === undefined ? null : final.asr,
-    ra: attack === undefined ? null : final.ra,
-    history: result.epochs,
+    ba: result.ba,
+    asr: result.asr,
+    ra: result.ra,
+    history: result.history,
   });
-  attack?.dispose();
-  model.dispose();
 }

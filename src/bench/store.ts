@@ -1,0 +1,139 @@
+// The grid's results store: a folder the user names, one small JSON file per cell
+// (cells/ID.json: its configuration, its result or its error), the expanded grid
+// (grid.json), nothing else. Every write goes through a temporary file and a rename, so a
+// crash never leaves a half-written record, and a cell is recorded once: a second record of
+// a finished cell is refused.
+import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { writeFileAtomic } from '../io/checkpoint.js';
+import type { CellSpec, Grid } from './grid.js';
+
+export interface Metrics {
+  ba: number;
+  asr: number | null;
+  ra: number | null;
+  asr_no_trigger: number | null;
+}
+
+/** A backdoored (or clean) model as trained for the grid. */
+export interface ModelRecord {
+  id: string;
+  label: string;
+  ba: number;
+  asr: number | null;
+  epochs: number;
+  seconds: number;
+}
+
+interface RecordBase {
+  id: string;
+  attack: string;
+  defense: string;
+  method: string;
+  seed: number;
+  model_id: string;
+  /** Seconds the cell took (model training included when this cell trained it). */
+  seconds_total: number;
+  finished: string;
+  host: string;
+  spec: CellSpec;
+}
+
+export interface DoneRecord extends RecordBase {
+  status: 'done';
+  model: ModelRecord;
+  before: Metrics;
+  after: Metrics;
+  der: number | null;
+  changed: boolean;
+  target: number | null;
+  detected_target: number | null;
+  /** The defense report's seconds by stage (defense, evaluation, load, …). */
+  seconds: Record<string, number>;
+}
+
+export interface FailedRecord extends RecordBase {
+  status: 'failed';
+  error: string;
+}
+
+export type CellRecord = DoneRecord | FailedRecord;
+
+/** Writes JSON through a temporary file and a rename. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  writeFileAtomic(path, [Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8')]);
+}
+
+export class ResultsStore {
+  readonly cellsFolder: string;
+
+  constructor(readonly folder: string) {
+    this.cellsFolder = join(folder, 'cells');
+    mkdirSync(this.cellsFolder, { recursive: true });
+  }
+
+  /** Saves the expanded grid (what the report counts as pending). */
+  saveGrid(grid: Grid): void {
+    writeJsonAtomic(join(this.folder, 'grid.json'), {
+      name: grid.name,
+      file: grid.file,
+      cells: grid.cells.map((cell) => ({
+        id: cell.id,
+        attack: cell.model.label,
+        defense: cell.defense.label,
+        seed: cell.seed,
+      })),
+    });
+  }
+
+  /** The cells of the last saved grid (id, attack, defense, seed), or [] before any. */
+  gridCells(): { id: string; attack: string; defense: string; seed: number }[] {
+    const path = join(this.folder, 'grid.json');
+    if (!existsSync(path)) return [];
+    return (
+      JSON.parse(readFileSync(path, 'utf8')) as {
+        cells: { id: string; attack: string; defense: string; seed: number }[];
+      }
+    ).cells;
+  }
+
+  private path(id: string): string {
+    if (!/^[0-9a-f]{16}$/.test(id)) throw new Error(`not a cell id: '${id}'`);
+    return join(this.cellsFolder, `${id}.json`);
+  }
+
+  read(id: string): CellRecord | undefined {
+    const path = this.path(id);
+    if (!existsSync(path)) return undefined;
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as CellRecord;
+    } catch (error) {
+      throw new Error(`results store: ${path} is not readable JSON (${(error as Error).message})`);
+    }
+  }
+
+  /**
+   * Records a cell's result; false (and nothing written) when the cell already has a finished
+   * record. A failed record is replaced by a new one.
+   */
+  record(record: CellRecord): boolean {
+    const existing = this.read(record.id);
+    if (existing?.status === 'done') return false;
+    writeJsonAtomic(this.path(record.id), record);
+    return true;
+  }
+
+  /** Forgets a failed record so that the cell runs again. */
+  forgetFailed(id: string): void {
+    if (this.read(id)?.status === 'failed') unlinkSync(this.path(id));
+  }
+
+  /** Every record in the store. */
+  all(): CellRecord[] {
+    return readdirSync(this.cellsFolder)
+      .filter((name) => /^[0-9a-f]{16}\.json$/.test(name))
+      .sort()
+      .map((name) => this.read(name.slice(0, 16))!);
+  }
+}
