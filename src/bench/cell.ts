@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
+import '../defenses/index.js';
 import { defendCheckpoint } from '../pipeline/defend-checkpoint.js';
 import type { AttackSettings } from '../pipeline/setup.js';
 import { trainCheckpoint } from '../pipeline/train-checkpoint.js';

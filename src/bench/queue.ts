@@ -137,7 +137,13 @@ export async function runGridOnQueue(grid: Grid, options: QueueGridOptions): Pro
           if (store.record(record)) {
             cellSeconds += record.seconds_total;
             ran++;
-            options.progress?.({ ...counts(grid, store, running), cell: summary(cell), record });
+            const left = gridStatus(grid, store).pending;
+            options.progress?.({
+              ...counts(grid, store, running),
+              etaSeconds: (cellSeconds / ran) * left,
+              cell: summary(cell),
+              record,
+            });
           }
         } else if (state === 'failed') {
           store.record(failure(cell, job.failedReason));

@@ -96,7 +96,6 @@ const NAD_OPTIONS: OptionSpecs = {
   power: { type: 'number', min: 1, default: NAD_DEFAULTS.power, help: 'the attention map power p' },
   betas: {
     type: 'string',
-    default: '',
     help: 'attention weights for the last stages, e.g. 500,1000,1000 (default: 500,1000,1000 on three stages, else 500,1000 on the last two)',
   },
 };

@@ -21,6 +21,7 @@ import { buildProgram } from '../../src/cli/program.js';
 import { loadSplit } from '../../src/pipeline/setup.js';
 import {
   type DefenseEntry,
+  defenseEntries,
   OptionError,
   parseOptionValue,
   registerDefense,
@@ -325,5 +326,14 @@ test("every built-in defense's flags fit beside defend's own: --help works for e
     const help = await runInProcess(['defend', '--method', name, '--help']);
     assert.equal(help.exitCode, 0, `${name}: ${help.err}`);
     assert.match(help.out, new RegExp(`--method ${name}: `));
+  }
+});
+
+test("every registered defense's defaults pass its own option checks (as the CLI and grid files give them)", () => {
+  for (const entry of defenseEntries()) {
+    for (const [name, spec] of Object.entries(entry.options)) {
+      if (spec.default === undefined) continue;
+      assert.equal(parseOptionValue(spec, spec.default, name), spec.default, `${entry.name} ${name}`);
+    }
   }
 });
