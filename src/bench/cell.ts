@@ -14,6 +14,10 @@ import type { AttackConfig, CellSpec, ModelSpec } from './grid.js';
 import { type CellRecord, type ModelRecord, writeJsonAtomic } from './store.js';
 
 export const modelWeights = (artifacts: string, id: string): string => join(artifacts, 'models', `${id}.safetensors`);
+
+/** Where a grid model's weights are: its given checkpoint, else the artifacts folder. */
+export const weightsOf = (model: ModelSpec, artifacts: string): string =>
+  model.weights?.path ?? modelWeights(artifacts, model.id);
 const modelRecordPath = (artifacts: string, id: string): string => join(artifacts, 'models', `${id}.json`);
 
 /** The model's record when it is trained and in the artifacts folder. */
@@ -52,6 +56,9 @@ export function ensureModel(
   log: (line: string) => void = () => {},
   threads?: number,
 ): ModelRecord {
+  if (model.weights !== null) {
+    return { id: model.id, label: model.label, ba: null, asr: null, epochs: 0, seconds: 0 };
+  }
   const known = trainedModel(artifacts, model.id);
   if (known !== undefined) return known;
   mkdirSync(join(artifacts, 'models'), { recursive: true });
@@ -115,7 +122,7 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
     const model = ensureModel(cell.model, options.artifacts, log, options.threads);
     const measure = cell.measure?.attack;
     const result = await defendCheckpoint({
-      weights: modelWeights(options.artifacts, cell.model.id),
+      weights: weightsOf(cell.model, options.artifacts),
       data: cell.model.data,
       arch: cell.model.arch,
       method: cell.defense.name,

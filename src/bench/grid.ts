@@ -67,6 +67,8 @@ export interface ModelSpec {
   epochs: number;
   train: TrainSettings;
   attack: AttackConfig | null;
+  /** A model given as a checkpoint (e.g. the authors' released one): used as it is, never trained. */
+  weights: FileRef | null;
 }
 
 /** How ASR is measured on a cell: the model's attack, or for a clean model the one named. */
@@ -130,6 +132,7 @@ const ATTACK_KEYS = [
   'trojan-model',
   'epochs',
   'measure-with',
+  'weights',
 ];
 const FILE_KEYS = ['pattern', 'trigger', 'mask', 'trojan-watermark', 'trojan-model'] as const;
 
@@ -149,6 +152,8 @@ const hashOf = (value: unknown): string => createHash('sha256').update(canonical
 
 /** The configuration a model's id hashes: files by content, not by where they lie. */
 function modelIdentity(model: Omit<ModelSpec, 'id' | 'label'>, dataAsWritten: string): unknown {
+  // A given checkpoint is its content (trained elsewhere, the same for every seed).
+  if (model.weights !== null) return { data: dataAsWritten, arch: model.arch, weights: model.weights.sha256 };
   const attack =
     model.attack === null
       ? null
@@ -323,6 +328,7 @@ export function parseGrid(text: string, file: string | null = null): Grid {
     attack: AttackConfig | null;
     measure: AttackConfig | null;
     trojanFrom?: string;
+    weights: FileRef | null;
   }
   const attackEntries: AttackEntryRead[] = (top.attacks as unknown[]).map((raw, i) => {
     const at = `attacks.${i}`;
@@ -369,6 +375,7 @@ export function parseGrid(text: string, file: string | null = null): Grid {
       epochs: entry.epochs === undefined ? epochs : numberAt(entry.epochs, `${at}.epochs`, 1, 100000, true),
       attack,
       measure,
+      weights: entry.weights === undefined ? null : fileAt(entry.weights, `${at}.weights`),
     };
     const trojanModel = entry['trojan-model'];
     if (typeof trojanModel === 'string' && trojanModel.startsWith('@')) read.trojanFrom = trojanModel.slice(1);
@@ -430,7 +437,7 @@ export function parseGrid(text: string, file: string | null = null): Grid {
         const from = modelOf(attackEntries.find((other) => other.label === entry.trojanFrom)!);
         attack = { ...attack, 'trojan-model': { model: from.id } };
       }
-      const body = { data, arch, seed, epochs: entry.epochs, train, attack };
+      const body = { data, arch, seed, epochs: entry.epochs, train, attack, weights: entry.weights };
       const model: ModelSpec = { id: hashOf(modelIdentity(body, dataAsWritten)), label: entry.label, ...body };
       bySeed.set(entry.label, model);
       if (!models.some((other) => other.id === model.id)) models.push(model);

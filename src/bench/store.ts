@@ -20,7 +20,8 @@ export interface Metrics {
 export interface ModelRecord {
   id: string;
   label: string;
-  ba: number;
+  /** null for a given checkpoint (not trained here; the cell's `before` has its figures). */
+  ba: number | null;
   asr: number | null;
   epochs: number;
   seconds: number;

@@ -201,7 +201,9 @@ function modelSubcommand(): Command {
       for (const needed of needs) ensureModel(needed, artifactsOf(flags), log);
       const record = ensureModel(model, artifactsOf(flags), log);
       print(
-        `model ${id} (${model.label}, seed ${model.seed}): BA ${record.ba.toFixed(2)}%${record.asr === null ? '' : `, ASR ${record.asr.toFixed(2)}%`}`,
+        record.ba === null
+          ? `model ${id} (${model.label}): the given checkpoint ${model.weights?.path}, nothing to train`
+          : `model ${id} (${model.label}, seed ${model.seed}): BA ${record.ba.toFixed(2)}%${record.asr === null ? '' : `, ASR ${record.asr.toFixed(2)}%`}`,
       );
     }),
   );
