@@ -5,12 +5,12 @@
 // store, once. A worker killed mid-job holds a lock that expires after the stall timeout;
 // BullMQ then hands the job to another worker. Job ids are the cell and model ids, so adding
 // a grid twice adds nothing twice.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { FlowProducer, type Job, Queue, type RedisOptions, Worker } from 'bullmq';
 
-import type { ChildJob } from './child.js';
+import type { ChildJob, ChildReply } from './child.js';
 import type { CellSpec, Grid, ModelSpec } from './grid.js';
 import { gridStatus } from './runner.js';
 import { type CellRecord, type ModelRecord, ResultsStore } from './store.js';
@@ -133,7 +133,9 @@ export async function runGridOnQueue(grid: Grid, options: QueueGridOptions): Pro
         }
         const state = await job.getState();
         if (state === 'completed') {
-          const record = job.returnvalue;
+          // Fetched before it completed, the job object has no return value yet: next look.
+          const record = job.returnvalue as CellRecord | null;
+          if (record === null) continue;
           if (store.record(record)) {
             cellSeconds += record.seconds_total;
             ran++;
@@ -218,33 +220,58 @@ export interface WorkerOptions {
 /** The child process entry (TypeScript under tsx, JavaScript once built). */
 const childEntry = fileURLToPath(new URL(`./child${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
 
-/** Runs one job in a child process; resolves with what it wrote on fd 3. */
-function runChild(job: ChildJob, log: (line: string) => void): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, childEntry], {
-      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+/** Jobs before a job process is replaced by a fresh one (bounds anything that accumulates). */
+const JOBS_PER_PROCESS = 25;
+
+/**
+ * A long-lived child process that runs jobs one at a time. Its death mid-job fails that job
+ * (BullMQ retries it); the next job starts a new process.
+ */
+class JobProcess {
+  private child: ChildProcess | undefined;
+  private jobs = 0;
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  run(job: ChildJob): Promise<unknown> {
+    if (this.child === undefined || this.jobs >= JOBS_PER_PROCESS) {
+      this.child?.kill();
+      this.child = this.start();
+      this.jobs = 0;
+    }
+    this.jobs++;
+    const child = this.child;
+    return new Promise((resolve, reject) => {
+      const onMessage = (reply: ChildReply): void => {
+        child.off('exit', onExit);
+        if (reply.ok) resolve(reply.result);
+        else reject(new Error(reply.error));
+      };
+      const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+        child.off('message', onMessage);
+        if (this.child === child) this.child = undefined;
+        reject(new Error(`the job's process ${signal === null ? `exited with ${code}` : `was killed (${signal})`}`));
+      };
+      child.once('message', onMessage);
+      child.once('exit', onExit);
+      child.send(job);
     });
-    let output = '';
-    let errors = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') log(line);
-    });
-    child.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString('utf8')));
-    (child.stdio[3] as NodeJS.ReadableStream).on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0 && output !== '') resolve(JSON.parse(output));
-      else {
-        const last = errors.trim().split('\n').pop() ?? '';
-        reject(
-          new Error(
-            `the job's process ${signal === null ? `exited with ${code}` : `was killed (${signal})`}${last === '' ? '' : `: ${last}`}`,
-          ),
-        );
-      }
-    });
-    child.stdin.end(JSON.stringify(job));
-  });
+  }
+
+  private start(): ChildProcess {
+    const child = fork(childEntry, [], { execArgv: process.execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const forward = (chunk: Buffer): void => {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') this.log(line);
+    };
+    child.stdout!.on('data', forward);
+    child.stderr!.on('data', forward);
+    return child;
+  }
+
+  stop(): void {
+    this.child?.kill();
+    this.child = undefined;
+  }
 }
 
 /** A worker: takes jobs until closed. `close()` waits for the job in hand. */
@@ -254,6 +281,18 @@ export function startWorker(options: WorkerOptions): Worker {
   const log = options.log ?? ((): void => {});
   const stall = (options.stallTimeout ?? 30) * 1000;
   const queue = new Queue<JobData>(name, { connection });
+  // One job process per concurrent job, kept between jobs.
+  const idle: JobProcess[] = [];
+  const all: JobProcess[] = [];
+  const runChild = async (job: ChildJob): Promise<unknown> => {
+    const jobProcess = idle.pop() ?? new JobProcess(log);
+    if (!all.includes(jobProcess)) all.push(jobProcess);
+    try {
+      return await jobProcess.run(job);
+    } finally {
+      idle.push(jobProcess);
+    }
+  };
   const worker = new Worker<JobData>(
     name,
     async (job) => {
@@ -264,14 +303,16 @@ export function startWorker(options: WorkerOptions): Worker {
       }
       if (data.kind === 'model') {
         log(`model ${data.model.label} (seed ${data.model.seed}, ${data.model.id}): start`);
-        return (await runChild(
-          { kind: 'model', model: data.model, needs: data.needs, artifacts: options.artifacts },
-          log,
-        )) as ModelRecord;
+        return (await runChild({
+          kind: 'model',
+          model: data.model,
+          needs: data.needs,
+          artifacts: options.artifacts,
+        })) as ModelRecord;
       }
       const cell = data.cell;
       log(`cell ${cell.id} (${cell.model.label} × ${cell.defense.label}, seed ${cell.seed}): start`);
-      const record = (await runChild({ kind: 'cell', cell, artifacts: options.artifacts }, log)) as CellRecord;
+      const record = (await runChild({ kind: 'cell', cell, artifacts: options.artifacts })) as CellRecord;
       log(`cell ${cell.id}: ${record.status}`);
       return record;
     },
@@ -283,6 +324,9 @@ export function startWorker(options: WorkerOptions): Worker {
       maxStalledCount: 2,
     },
   );
-  worker.on('closed', () => void queue.close());
+  worker.on('closed', () => {
+    for (const jobProcess of all) jobProcess.stop();
+    void queue.close();
+  });
   return worker;
 }
