@@ -1,8 +1,7 @@
 // `npm run bench:compare`: every registered defense with its defaults on the authors' model and
 // every model of `npm run bench:attacks` (the clean one too: what a defense costs a model with
 // no backdoor), target not given, the same clean subset (seed 0) for all. Each cell is an exact
-// `mcldef defend` command whose JSON lands in $MCLDEF_RESULTS/compare/ (default
-// ~/mcldef-results); finished cells are skipped, so it can be re-run after an interruption.
+// `mcldef defend` command whose JSON lands in $MCLDEF_RESULTS/compare/; finished cells are skipped, so it can be re-run after an interruption.
 // Prints BA / ASR after, DER and seconds per cell, the best DER per model and MCLDef's rank.
 // Options: --defenses NAME[,NAME...] (default all registered), --only MODEL[,MODEL...],
 // --dry-run (print the commands).
@@ -12,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { defenseNames } from '../src/defenses/index.js';
-import { benchModels, data, repo, resultsFolder } from './models.js';
+import { benchModels, data, namedFolder, repo } from './models.js';
 
 interface Cell {
   before: { ba: number; asr: number | null };
@@ -30,7 +29,7 @@ const unknown = defenses.filter((name) => !defenseNames().includes(name));
 if (unknown.length > 0) throw new Error(`unknown defense ${unknown.join(', ')}; known: ${defenseNames().join(', ')}`);
 const only = values.only?.split(',');
 const models = benchModels().filter((m) => only === undefined || only.includes(m.name));
-const folder = join(resultsFolder, 'compare');
+const folder = join(namedFolder('MCLDEF_RESULTS'), 'compare');
 mkdirSync(folder, { recursive: true });
 const started = performance.now();
 

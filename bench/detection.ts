@@ -7,10 +7,11 @@
 // there; the table then recomputes every decision from the stored statistics.
 // Options: --only NAME[,NAME...]  --seeds 0,1,2,3,4  --decide-only
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { namedFolder } from './models.js';
 
 import { setNumThreads } from '../src/engine/autograd.js';
 import type { ImageSplit } from '../src/data/dataset.js';
@@ -44,8 +45,8 @@ const { values } = parseArgs({
 });
 const only = values.only?.split(',');
 const seeds = values.seeds.split(',').map(Number);
-const models = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
-const results = join(process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results'), 'detection');
+const models = namedFolder('MCLDEF_MODELS');
+const results = join(namedFolder('MCLDEF_RESULTS'), 'detection');
 mkdirSync(results, { recursive: true });
 mkdirSync(models, { recursive: true });
 

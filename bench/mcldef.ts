@@ -1,6 +1,6 @@
 // `npm run bench:mcldef -- --suite NAME`: the MCLDef measurements of issue #5, each an
 // exact `mcldef defend` or `mcldef detect` command whose JSON lands in $MCLDEF_RESULTS
-// (default ~/mcldef-results). Finished runs are skipped, so the suite can be re-run; the
+// (required). Finished runs are skipped, so the suite can be re-run; the
 // tables are printed from the JSON files at the end.
 //   reference: the authors' model, target 5 given, defaults and --preset published, seeds 0–2
 //   detect:    detection on the authors' model and on the clean model of bench:attacks
@@ -12,12 +12,11 @@
 // Options: --suite NAME[,NAME...] (default all three), --only RUN[,RUN...]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { benchModels } from './models.js';
+import { benchModels, namedFolder } from './models.js';
 
 interface AttacksConfig {
   common: string[];
@@ -81,8 +80,8 @@ const { values } = parseArgs({
 });
 const suites = values.suite.split(',');
 const only = values.only?.split(',');
-const models = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
-const results = process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results');
+const models = namedFolder('MCLDEF_MODELS');
+const results = namedFolder('MCLDEF_RESULTS');
 mkdirSync(results, { recursive: true });
 
 const shared = join(repo, '..', 'shared');

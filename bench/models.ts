@@ -3,7 +3,6 @@
 // measure its ASR (the clean model under the grid trigger: the floor of a model with no
 // backdoor) and its true target.
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,8 +17,18 @@ export interface BenchModel {
 
 export const repo = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 export const data = `cifar10:${join(repo, '..', 'shared', 'data', 'cifar10-jpeg')}`;
-export const modelsFolder = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
-export const resultsFolder = process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results');
+/** A folder the user names in an environment variable: long runs never write under the home folder unasked. */
+export function namedFolder(variable: 'MCLDEF_MODELS' | 'MCLDEF_RESULTS'): string {
+  const folder = process.env[variable];
+  if (folder === undefined || folder === '') {
+    console.error(
+      `set ${variable} to the folder for ${variable === 'MCLDEF_MODELS' ? 'the trained models' : 'the results'} (e.g. ${variable}=/data/mcldef-${variable === 'MCLDEF_MODELS' ? 'models' : 'results'})`,
+    );
+    process.exit(2);
+  }
+  return folder;
+}
+
 export const referenceWeights = join(repo, '..', 'shared', 'models', 'mcl-reference', 'WRN-16-1-badnet.pth.tar');
 
 interface AttacksConfig {
@@ -30,7 +39,8 @@ interface AttacksConfig {
 export const attackArgs = (args: readonly string[]): string[] =>
   args.filter((arg, i) => arg !== '--epochs' && args[i - 1] !== '--epochs');
 
-const substitute = (arg: string): string => arg.replaceAll('{models}', modelsFolder).replaceAll('{repo}', repo);
+const substitute = (arg: string): string =>
+  arg.replaceAll('{models}', namedFolder('MCLDEF_MODELS')).replaceAll('{repo}', repo);
 
 /** The authors' model, then the runs of bench/attacks.config.json (but the second clean model). */
 export function benchModels(): BenchModel[] {
@@ -49,7 +59,7 @@ export function benchModels(): BenchModel[] {
     const flags = clean ? ['--attack', 'badnets-grid', '--target', '0'] : attackArgs(run.args).map(substitute);
     models.push({
       name: run.name,
-      weights: join(modelsFolder, `${run.name}.safetensors`),
+      weights: join(namedFolder('MCLDEF_MODELS'), `${run.name}.safetensors`),
       attackFlags: flags,
       trueTarget: clean ? null : Number(flags[flags.indexOf('--target') + 1]),
     });

@@ -11,10 +11,11 @@
 // it on every one of these models: docs/results.md, "Detection you can trust").
 // --json FILE appends one JSON line per variant.
 import { appendFileSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { namedFolder } from './models.js';
 
 import { inversionOptionsFor, purifyOptionsFor } from '../src/defenses/mcldef/defense.js';
 import { type DetectionResult, decideTarget, scanInversion, scanSubset } from '../src/defenses/mcldef/detect.js';
@@ -51,8 +52,8 @@ interface AttacksConfig {
 }
 
 const repo = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
-const models = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
-const results = process.env.MCLDEF_RESULTS ?? join(homedir(), 'mcldef-results');
+const models = namedFolder('MCLDEF_MODELS');
+const results = namedFolder('MCLDEF_RESULTS');
 const attackOptions = {
   attack: { type: 'string' },
   target: { type: 'string' },

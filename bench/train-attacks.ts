@@ -1,14 +1,14 @@
 // `npm run bench:attacks`: trains the backdoored models listed in bench/attacks.config.json
-// (exact `mcldef train` commands), one after another, into $MCLDEF_MODELS (default
-// ~/mcldef-models). Finished runs are skipped and interrupted ones resume, so it can be
+// (exact `mcldef train` commands), one after another, into $MCLDEF_MODELS (required). Finished runs are skipped and interrupted ones resume, so it can be
 // run again until everything is done. Prints BA/ASR per attack, epochs and wall time.
 // Options: --only NAME[,NAME...]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { namedFolder } from './models.js';
 
 interface Config {
   common: string[];
@@ -19,7 +19,7 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 const config = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as Config;
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
 const only = values.only?.split(',');
-const models = process.env.MCLDEF_MODELS ?? join(homedir(), 'mcldef-models');
+const models = namedFolder('MCLDEF_MODELS');
 mkdirSync(models, { recursive: true });
 const substitute = (arg: string): string =>
   arg.replaceAll('{models}', models).replaceAll('{repo}', repo.replace(/\/$/, ''));
