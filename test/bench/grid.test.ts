@@ -191,3 +191,20 @@ test('errors name the file, the line and the key', () => {
     assert.match(message, pattern);
   }
 });
+
+test('a given checkpoint (weights:) is one model for every seed, identified by its content', () => {
+  writeFileSync(join(folder, 'given.safetensors'), Buffer.from('weights, hashed only'));
+  const text = base().replace(
+    '  - name: none\n',
+    '  - name: badnets-grid\n    label: given\n    target: 5\n    weights: given.safetensors\n  - name: none\n',
+  );
+  const expanded = grid(text);
+  const given = expanded.models.filter((m) => m.label === 'given');
+  assert.equal(given.length, 1, 'the same model for both seeds');
+  assert.equal(given[0]!.weights!.path, join(folder, 'given.safetensors'));
+  const cells = expanded.cells.filter((c) => c.model.label === 'given');
+  assert.equal(cells.length, 2 * 2, 'still a cell per seed and defense (each seed its own clean subset)');
+  assert.equal(grid(text.replace('epochs: 2', 'epochs: 5')).models.find((m) => m.label === 'given')!.id, given[0]!.id);
+  writeFileSync(join(folder, 'given.safetensors'), Buffer.from('other weights'));
+  assert.notEqual(grid(text).models.find((m) => m.label === 'given')!.id, given[0]!.id);
+});
