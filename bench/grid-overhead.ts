@@ -4,9 +4,8 @@
 // seconds per cell (wall time less the cells' and the model's own seconds: store, queue,
 // polling, the job's child process) beside the cells' seconds, and the worker's resident
 // memory after each cell. Needs redis-server for the queue half.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import { parseGrid } from '../src/bench/grid.js';
@@ -14,6 +13,7 @@ import { runGridOnQueue } from '../src/bench/queue.js';
 import { runGrid } from '../src/bench/runner.js';
 import { type DoneRecord, ResultsStore } from '../src/bench/store.js';
 import { tinyGrid } from '../test/helpers/grid.js';
+import { hasRedis, spawnWorker, startRedis } from '../test/helpers/redis.js';
 import { temporaryFolder } from '../test/helpers/tmp.js';
 import { tinyImageFolder } from '../test/helpers/tiny-data.js';
 
@@ -54,47 +54,15 @@ let started = performance.now();
 await runGrid(grid, { results: embedded });
 report('embedded', (performance.now() - started) / 1000, embedded, false);
 
-if (spawnSync('redis-server', ['--version']).status !== 0) {
+if (!hasRedis()) {
   console.log('queue: skipped (no redis-server)');
   process.exit(0);
 }
-const port = await new Promise<number>((resolve) => {
-  const server = createServer().listen(0, '127.0.0.1', () => {
-    const { port: free } = server.address() as { port: number };
-    server.close(() => resolve(free));
-  });
-});
-const redis = spawn('redis-server', [
-  '--port',
-  String(port),
-  '--bind',
-  '127.0.0.1',
-  '--save',
-  '',
-  '--appendonly',
-  'no',
-]);
-await new Promise<void>((resolve) =>
-  redis.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('Ready to accept') && resolve()),
-);
+const redis = await startRedis();
 let worker: ChildProcess | undefined;
 try {
-  const queue = `redis://127.0.0.1:${port}`;
-  worker = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'worker',
-      '--queue',
-      queue,
-      '--artifacts',
-      temporaryFolder('mcldef-overhead-artifacts-'),
-      '--quiet',
-    ],
-    { stdio: 'ignore' },
-  );
+  const queue = redis.url;
+  worker = spawnWorker(queue, temporaryFolder('mcldef-overhead-artifacts-'), ['--quiet']);
   const rss = (): number => {
     const status = readFileSync(`/proc/${worker!.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
@@ -117,5 +85,5 @@ try {
   console.log(`(results: ${join(results, 'cells')})`);
 } finally {
   worker?.kill('SIGKILL');
-  redis.kill('SIGTERM');
+  await redis.stop();
 }

@@ -11,7 +11,7 @@ import { defendCheckpoint } from '../pipeline/defend-checkpoint.js';
 import type { AttackSettings } from '../pipeline/setup.js';
 import { trainCheckpoint } from '../pipeline/train-checkpoint.js';
 import type { AttackConfig, CellSpec, ModelSpec } from './grid.js';
-import { type CellRecord, type ModelRecord, writeJsonAtomic } from './store.js';
+import { type CellRecord, type ModelRecord, recordBase, writeJsonAtomic } from './store.js';
 
 export const modelWeights = (artifacts: string, id: string): string => join(artifacts, 'models', `${id}.safetensors`);
 
@@ -107,16 +107,7 @@ export interface RunCellOptions {
 export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<CellRecord> {
   const started = performance.now();
   const log = options.log ?? ((): void => {});
-  const base = {
-    id: cell.id,
-    attack: cell.model.label,
-    defense: cell.defense.label,
-    method: cell.defense.name,
-    seed: cell.seed,
-    model_id: cell.model.id,
-    host: hostname(),
-    spec: cell,
-  };
+  const base = recordBase(cell, hostname());
   try {
     for (const needed of cell.needs) ensureModel(needed, options.artifacts, log, options.threads);
     const model = ensureModel(cell.model, options.artifacts, log, options.threads);

@@ -13,7 +13,7 @@ import { FlowProducer, type Job, Queue, type RedisOptions, Worker } from 'bullmq
 import type { ChildJob, ChildReply } from './child.js';
 import type { CellSpec, Grid, ModelSpec } from './grid.js';
 import { gridStatus } from './runner.js';
-import { type CellRecord, type ModelRecord, ResultsStore } from './store.js';
+import { type CellRecord, type ModelRecord, ResultsStore, recordBase } from './store.js';
 import type { GridProgress, GridRunSummary } from './runner.js';
 
 export const DEFAULT_QUEUE_NAME = 'mcldef-grid';
@@ -190,14 +190,7 @@ function counts(grid: Grid, store: ResultsStore, running: number): GridProgress 
 
 function failure(cell: CellSpec, error: string): CellRecord {
   return {
-    id: cell.id,
-    attack: cell.model.label,
-    defense: cell.defense.label,
-    method: cell.defense.name,
-    seed: cell.seed,
-    model_id: cell.model.id,
-    host: 'queue',
-    spec: cell,
+    ...recordBase(cell, 'queue'),
     status: 'failed',
     error,
     seconds_total: 0,

@@ -61,6 +61,20 @@ export interface FailedRecord extends RecordBase {
 
 export type CellRecord = DoneRecord | FailedRecord;
 
+/** The fields every record of `cell` has. */
+export function recordBase(cell: CellSpec, host: string): Omit<RecordBase, 'seconds_total' | 'finished'> {
+  return {
+    id: cell.id,
+    attack: cell.model.label,
+    defense: cell.defense.label,
+    method: cell.defense.name,
+    seed: cell.seed,
+    model_id: cell.model.id,
+    host,
+    spec: cell,
+  };
+}
+
 /** Writes JSON through a temporary file and a rename. */
 export function writeJsonAtomic(path: string, value: unknown): void {
   writeFileAtomic(path, [Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8')]);

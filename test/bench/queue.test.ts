@@ -2,8 +2,7 @@
 // processes, one killed with SIGKILL (its whole process group, as a power loss would) while it
 // runs a cell. Every cell must be recorded exactly once, with the results of the embedded run.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { test } from 'node:test';
 
 import { parseGrid } from '../../src/bench/grid.js';
@@ -11,48 +10,14 @@ import { runGridOnQueue } from '../../src/bench/queue.js';
 import { runGrid } from '../../src/bench/runner.js';
 import { type DoneRecord, ResultsStore } from '../../src/bench/store.js';
 import { tinyGrid } from '../helpers/grid.js';
+import { hasRedis, spawnWorker, startRedis } from '../helpers/redis.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 import { tinyImageFolder } from '../helpers/tiny-data.js';
 
 process.env.MCLDEF_CACHE_DIR = temporaryFolder('mcldef-queue-cache-');
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts redis-server on 127.0.0.1:port, without persistence; resolves once it accepts connections. */
-function startRedis(port: number): Promise<ChildProcess> {
-  const redis = spawn('redis-server', [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-  ]);
-  return new Promise((resolve, reject) => {
-    let output = '';
-    redis.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      if (output.includes('Ready to accept connections')) resolve(redis);
-    });
-    redis.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output.slice(-300)}`)));
-  });
-}
-
 test(
   'two workers, one killed mid-cell: every cell recorded exactly once, as in the embedded run',
-  { skip: !hasRedis && 'no redis-server' },
+  { skip: !hasRedis() && 'no redis-server' },
   async () => {
     const data = tinyImageFolder({ levels: [50, 120, 200], count: 30, seed: 3 });
     const grid = parseGrid(
@@ -61,32 +26,16 @@ test(
     const embedded = temporaryFolder('mcldef-queue-embedded-');
     await runGrid(grid, { results: embedded });
 
-    const port = await freePort();
-    const redis = await startRedis(port);
+    const redis = await startRedis();
     const workers: ChildProcess[] = [];
     try {
-      const queue = `redis://127.0.0.1:${port}`;
+      const queue = redis.url;
       const artifacts = temporaryFolder('mcldef-queue-artifacts-');
       const logs: string[] = [];
       let killed: { worker: number; cell: string } | undefined;
       for (let i = 0; i < 2; i++) {
         // Each worker leads its own process group: killing the group takes its job's process too.
-        const worker = spawn(
-          process.execPath,
-          [
-            '--import',
-            'tsx',
-            'src/cli/main.ts',
-            'worker',
-            '--queue',
-            queue,
-            '--artifacts',
-            artifacts,
-            '--stall-timeout',
-            '2',
-          ],
-          { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-        );
+        const worker = spawnWorker(queue, artifacts, ['--stall-timeout', '2'], { detached: true, stdio: 'pipe' });
         workers.push(worker);
         worker.stdout!.on('data', (chunk: Buffer) => {
           const text = chunk.toString('utf8');
@@ -139,8 +88,7 @@ test(
           // Already gone.
         }
       }
-      redis.kill('SIGTERM');
-      await new Promise((resolve) => (redis.exitCode === null ? redis.once('exit', resolve) : resolve(undefined)));
+      await redis.stop();
     }
   },
 );
