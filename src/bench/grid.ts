@@ -481,3 +481,49 @@ export function parseGrid(text: string, file: string | null = null): Grid {
       : stringAt(top.name, 'name');
   return { file, name, models, cells };
 }
+
+/** A part of a grid to run now: models by label, defenses by label, seeds; unset axes are whole. */
+export interface CellSelection {
+  models?: readonly string[];
+  defenses?: readonly string[];
+  seeds?: readonly number[];
+}
+
+/**
+ * The grid cut down to the selected cells and the models they need. Ids stay those of the
+ * whole grid, so a part run now and the rest run later fill one store. A label the grid does
+ * not have is an error that lists the ones it has.
+ */
+export function selectCells(grid: Grid, selection: CellSelection = {}): Grid {
+  const check = (axis: string, wanted: readonly (string | number)[] | undefined, known: (string | number)[]): void => {
+    const unknown = wanted?.find((value) => !known.includes(value));
+    if (unknown !== undefined) {
+      throw new GridError(
+        `${grid.name}: no ${axis} '${unknown}' in the grid (it has: ${[...new Set(known)].join(', ')})`,
+      );
+    }
+  };
+  check(
+    'model',
+    selection.models,
+    grid.models.map((model) => model.label),
+  );
+  check(
+    'defense',
+    selection.defenses,
+    grid.cells.map((cell) => cell.defense.label),
+  );
+  check(
+    'seed',
+    selection.seeds,
+    grid.cells.map((cell) => cell.seed),
+  );
+  const cells = grid.cells.filter(
+    (cell) =>
+      (selection.models?.includes(cell.model.label) ?? true) &&
+      (selection.defenses?.includes(cell.defense.label) ?? true) &&
+      (selection.seeds?.includes(cell.seed) ?? true),
+  );
+  const needed = new Set(cells.flatMap((cell) => [cell.model.id, ...cell.needs.map((model) => model.id)]));
+  return { ...grid, cells, models: grid.models.filter((model) => needed.has(model.id)) };
+}

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { FlowProducer, type Job, Queue, type RedisOptions, Worker } from 'bullmq';
 
 import type { ChildJob, ChildReply } from './child.js';
-import type { CellSpec, Grid, ModelSpec } from './grid.js';
+import { type CellSelection, type CellSpec, type Grid, type ModelSpec, selectCells } from './grid.js';
 import { gridStatus } from './runner.js';
 import { type CellRecord, type ModelRecord, ResultsStore, recordBase } from './store.js';
 import type { GridProgress, GridRunSummary } from './runner.js';
@@ -57,6 +57,8 @@ export interface QueueGridOptions {
   queueName?: string;
   results: string;
   retryFailed?: boolean;
+  /** Queue only these cells now (the store keeps the whole grid). */
+  only?: CellSelection;
   /** Seconds between looks at the queue (default 1). */
   pollSeconds?: number;
   log?: (line: string) => void;
@@ -68,7 +70,7 @@ export interface QueueGridOptions {
  * returns when every cell has a record. Run again after an interruption: cells the workers
  * finished meanwhile are collected from the queue, nothing is queued twice.
  */
-export async function runGridOnQueue(grid: Grid, options: QueueGridOptions): Promise<GridRunSummary> {
+export async function runGridOnQueue(wholeGrid: Grid, options: QueueGridOptions): Promise<GridRunSummary> {
   const started = performance.now();
   const connection = redisConnection(options.queue);
   const name = options.queueName ?? DEFAULT_QUEUE_NAME;
@@ -76,8 +78,9 @@ export async function runGridOnQueue(grid: Grid, options: QueueGridOptions): Pro
   const flows = new FlowProducer({ connection });
   const store = new ResultsStore(options.results);
   const log = options.log ?? ((): void => {});
+  const grid = selectCells(wholeGrid, options.only);
   try {
-    store.saveGrid(grid);
+    store.saveGrid(wholeGrid);
     if (options.retryFailed === true) {
       for (const cell of grid.cells) {
         if (store.read(cell.id)?.status !== 'failed') continue;

@@ -1,7 +1,7 @@
 // The embedded grid runner: every cell of a grid, one after another, in this process. Cells
 // already recorded are skipped (so an interrupted grid resumes where it stopped), a cell that
 // fails is recorded with its error and the grid goes on; `retryFailed` runs those again.
-import type { Grid } from './grid.js';
+import { type CellSelection, type Grid, selectCells } from './grid.js';
 import { runCell } from './cell.js';
 import { type CellRecord, ResultsStore } from './store.js';
 
@@ -22,6 +22,8 @@ export interface RunGridOptions {
   /** Where trained models go (default RESULTS/artifacts). */
   artifacts?: string;
   retryFailed?: boolean;
+  /** Run only these cells now (the store keeps the whole grid). */
+  only?: CellSelection;
   threads?: number;
   log?: (line: string) => void;
   progress?: (progress: GridProgress) => void;
@@ -50,11 +52,12 @@ export function gridStatus(grid: Grid, store: ResultsStore): { done: number; fai
   return { done, failed, pending: grid.cells.length - done - failed };
 }
 
-export async function runGrid(grid: Grid, options: RunGridOptions): Promise<GridRunSummary> {
+export async function runGrid(wholeGrid: Grid, options: RunGridOptions): Promise<GridRunSummary> {
   const started = performance.now();
   const store = new ResultsStore(options.results);
   const artifacts = options.artifacts ?? `${options.results}/artifacts`;
-  store.saveGrid(grid);
+  store.saveGrid(wholeGrid);
+  const grid = selectCells(wholeGrid, options.only);
   if (options.retryFailed === true) for (const cell of grid.cells) store.forgetFailed(cell.id);
   const initial = gridStatus(grid, store);
   let { done, failed } = initial;

@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import type { Grid } from './grid.js';
+import { type CellSelection, type Grid, selectCells } from './grid.js';
 import { ResultsStore } from './store.js';
 
 export interface SlurmOptions {
@@ -17,6 +17,8 @@ export interface SlurmOptions {
   /** Extra `#SBATCH` lines, e.g. `--partition=gpu`, `--time=04:00:00`. */
   sbatch?: readonly string[];
   cpus?: number;
+  /** Arrays for only these cells and the models they need. */
+  only?: CellSelection;
 }
 
 export interface SlurmScripts {
@@ -30,13 +32,14 @@ export interface SlurmScripts {
 
 const quote = (text: string): string => `'${text.replaceAll("'", `'\\''`)}'`;
 
-export function writeSlurmScripts(grid: Grid, options: SlurmOptions): SlurmScripts {
+export function writeSlurmScripts(wholeGrid: Grid, options: SlurmOptions): SlurmScripts {
+  const grid = selectCells(wholeGrid, options.only);
   if (grid.file === null) throw new Error('bench slurm: the grid must come from a file (the tasks read it)');
   const results = resolve(options.results);
   const artifacts = resolve(options.artifacts ?? join(results, 'artifacts'));
   const folder = resolve(options.out ?? join(results, 'slurm'));
   mkdirSync(folder, { recursive: true });
-  new ResultsStore(results).saveGrid(grid);
+  new ResultsStore(results).saveGrid(wholeGrid);
   const command = options.command ?? 'mcldef';
   const common = `--grid ${quote(grid.file)} --results ${quote(results)} --artifacts ${quote(artifacts)}`;
   const header = (name: string, count: number): string[] => [

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { GridError, canonicalJson, parseGrid } from '../../src/bench/grid.js';
+import { GridError, canonicalJson, parseGrid, selectCells } from '../../src/bench/grid.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 import { tinyImageFolder } from '../helpers/tiny-data.js';
 
@@ -150,6 +150,33 @@ test('a trojan may take its watermark from another entry’s model, which it the
     () => grid(base().replace('target: 0', 'target: 0\n    trojan-model: "@nobody"')),
     /no attack labelled 'nobody'/,
   );
+});
+
+test('a selection keeps the whole grid’s ids and the models its cells need, trojans’ clean models included', () => {
+  const whole = grid(
+    base().replace(
+      '  - name: none\n    measure-with: badnets-grid',
+      '  - name: none\n    measure-with: badnets-grid\n  - name: trojan\n    trojan-model: "@clean"',
+    ),
+  );
+  const part = selectCells(whole, { models: ['trojan', 'blended'], defenses: ['clp'], seeds: [1] });
+  const expected = whole.cells.filter(
+    (c) => ['trojan', 'blended'].includes(c.model.label) && c.defense.label === 'clp' && c.seed === 1,
+  );
+  assert.equal(expected.length, 2);
+  assert.deepEqual(
+    part.cells.map((c) => c.id),
+    expected.map((c) => c.id),
+  );
+  assert.deepEqual(part.models.map((m) => `${m.label}/${m.seed}`).sort(), ['blended/1', 'clean/1', 'trojan/1']);
+  assert.equal(selectCells(whole).cells.length, whole.cells.length);
+  assert.equal(selectCells(whole, { defenses: ['ft'] }).cells.length, whole.cells.length / 2);
+  assert.throws(
+    () => selectCells(whole, { models: ['badnet'] }),
+    /no model 'badnet' in the grid \(it has: .*badnets-square/,
+  );
+  assert.throws(() => selectCells(whole, { defenses: ['nad'] }), /no defense 'nad'.*ft, clp/);
+  assert.throws(() => selectCells(whole, { seeds: [7] }), /no seed '7'/);
 });
 
 test('errors name the file, the line and the key', () => {

@@ -40,18 +40,20 @@ test('runGrid records every cell; a cell that throws is recorded and the grid go
     const results = temporaryFolder('mcldef-grid-results-');
     const grid = parseGrid(tinyGrid('  - name: test-fails\n  - name: ft\n    epochs: 2\n  - name: clp', data));
     assert.equal(grid.cells.length, 6);
+    // A part first (--defenses clp): the store keeps the whole grid, the rest is pending.
+    const part = await runGrid(grid, { results, threads: 1, only: { defenses: ['clp'] } });
+    assert.deepEqual([part.total, part.ran, part.done], [2, 2, 2]);
+    const partBoard = await writeLeaderboard(results, temporaryFolder('mcldef-grid-report-'), 'part');
+    assert.deepEqual([partBoard.done.length, partBoard.pending], [2, 4]);
+
     const seen: string[] = [];
     const summary = await runGrid(grid, {
       results,
       threads: 1,
       progress: (p) => p.record && seen.push(p.record.status),
     });
-    assert.deepEqual([summary.done, summary.failed, summary.ran], [4, 2, 6]);
-    assert.deepEqual(
-      seen,
-      ['failed', 'done', 'done', 'failed', 'done', 'done'],
-      'the failed cell did not stop the grid',
-    );
+    assert.deepEqual([summary.done, summary.failed, summary.ran], [4, 2, 4]);
+    assert.deepEqual(seen, ['failed', 'done', 'failed', 'done'], 'the failed cell did not stop the grid');
     const store = new ResultsStore(results);
     const failed = store.all().filter((r) => r.status === 'failed');
     assert.equal(failed.length, 2);

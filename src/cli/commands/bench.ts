@@ -7,7 +7,7 @@ import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 
 import { ensureModel, runCell } from '../../bench/cell.js';
-import { type Grid, loadGrid } from '../../bench/grid.js';
+import { type CellSelection, type Grid, loadGrid, selectCells } from '../../bench/grid.js';
 import { runGridOnQueue } from '../../bench/queue.js';
 import { writeLeaderboard } from '../../bench/report.js';
 import { type GridProgress, type GridRunSummary, gridStatus, runGrid } from '../../bench/runner.js';
@@ -37,6 +37,40 @@ function storeOptions(command: Command, resultsRequired = true): Command {
     )
     .addOption(new Option('--quiet', 'no progress output; results and errors still print'));
 }
+
+interface SelectionFlags {
+  models?: string[];
+  defenses?: string[];
+  seeds?: number[];
+}
+
+const labels = (value: string, previous: string[] = []): string[] => [
+  ...previous,
+  ...value.split(',').filter((label) => label !== ''),
+];
+
+/** --models, --defenses, --seeds: a part of the grid (ids stay the whole grid's). */
+function selectionOptions(command: Command): Command {
+  const seeds = integer('--seeds', 0);
+  return command
+    .addOption(
+      new Option('--models <labels>', 'only the cells of these models (comma-separated labels)').argParser(labels),
+    )
+    .addOption(
+      new Option('--defenses <labels>', 'only the cells of these defenses (comma-separated labels)').argParser(labels),
+    )
+    .addOption(
+      new Option('--seeds <n,...>', 'only the cells of these seeds').argParser(
+        (value: string, previous: number[] = []) => [...previous, ...value.split(',').map(seeds)],
+      ),
+    );
+}
+
+const selectionOf = (flags: SelectionFlags): CellSelection => ({
+  ...(flags.models === undefined ? {} : { models: flags.models }),
+  ...(flags.defenses === undefined ? {} : { defenses: flags.defenses }),
+  ...(flags.seeds === undefined ? {} : { seeds: flags.seeds }),
+});
 
 const duration = (seconds: number | null): string => {
   if (seconds === null) return '?';
@@ -93,7 +127,7 @@ function summaryLine(summary: GridRunSummary, results: string): string {
   return `grid: ${summary.done} of ${summary.total} cells done, ${summary.failed} failed; ran ${summary.ran} now in ${duration(summary.seconds)} (the runner's own share ${summary.overheadSeconds.toFixed(1)} s); results in ${results}`;
 }
 
-interface RunFlags extends StoreFlags {
+interface RunFlags extends StoreFlags, SelectionFlags {
   retryFailed?: boolean;
   queue?: string;
   queueName?: string;
@@ -104,7 +138,7 @@ function runSubcommand(): Command {
   const command = new Command('run')
     .description('run every cell of a grid file not yet in the store (resumes an interrupted grid)')
     .argument('<grid>', 'the grid file (YAML or JSON)');
-  storeOptions(command)
+  selectionOptions(storeOptions(command))
     .addOption(new Option('--retry-failed', 'run the cells recorded as failed again'))
     .addOption(
       new Option('--queue <url>', 'put the cells on a BullMQ queue in Redis (redis://HOST:PORT) for `mcldef worker`s'),
@@ -116,7 +150,8 @@ function runSubcommand(): Command {
   return command.action((file: string, flags: RunFlags) =>
     runAction(async () => {
       const grid = loadGrid(file);
-      const progress = gridProgress(grid, flags.quiet === true);
+      const only = selectionOf(flags);
+      const progress = gridProgress(selectCells(grid, only), flags.quiet === true);
       const log = flags.quiet === true ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
       let summary: GridRunSummary;
       try {
@@ -126,6 +161,7 @@ function runSubcommand(): Command {
                 results: flags.results,
                 artifacts: artifactsOf(flags),
                 retryFailed: flags.retryFailed === true,
+                only,
                 ...(flags.threads === undefined ? {} : { threads: flags.threads }),
                 ...(log === undefined ? {} : { log }),
                 progress: progress.update,
@@ -135,6 +171,7 @@ function runSubcommand(): Command {
                 ...(flags.queueName === undefined ? {} : { queueName: flags.queueName }),
                 results: flags.results,
                 retryFailed: flags.retryFailed === true,
+                only,
                 ...(log === undefined ? {} : { log }),
                 progress: progress.update,
               });
@@ -209,7 +246,7 @@ function modelSubcommand(): Command {
   );
 }
 
-interface SlurmFlags extends StoreFlags {
+interface SlurmFlags extends StoreFlags, SelectionFlags {
   out?: string;
   command?: string;
   sbatch?: string[];
@@ -220,7 +257,7 @@ function slurmSubcommand(): Command {
   const command = new Command('slurm')
     .description('write sbatch array scripts for a grid: the models, then the cells (submit.sh submits both)')
     .argument('<grid>', 'the grid file');
-  storeOptions(command)
+  selectionOptions(storeOptions(command))
     .addOption(new Option('--out <dir>', 'where the scripts go (default RESULTS/slurm)'))
     .addOption(new Option('--command <cmd>', "how the nodes run mcldef (default 'mcldef')"))
     .addOption(new Option('--sbatch <line...>', "extra #SBATCH lines, e.g. '--partition=cpu' '--time=04:00:00'"))
@@ -234,6 +271,7 @@ function slurmSubcommand(): Command {
         ...(flags.command === undefined ? {} : { command: flags.command }),
         ...(flags.sbatch === undefined ? {} : { sbatch: flags.sbatch }),
         ...(flags.cpus === undefined ? {} : { cpus: flags.cpus }),
+        only: selectionOf(flags),
       });
       print(
         `wrote ${scripts.models} (${scripts.modelCount} models), ${scripts.cells} (${scripts.cellCount} cells) and ${scripts.submit}; run: bash ${scripts.submit}`,
@@ -263,9 +301,9 @@ function listSubcommand(): Command {
     .description("a grid's models and cells with their ids (and, with --results, each cell's status)")
     .argument('<grid>', 'the grid file')
     .addOption(new Option('--results <dir>', 'the results store to read the status from'));
-  return command.action((file: string, flags: { results?: string }) =>
+  return selectionOptions(command).action((file: string, flags: SelectionFlags & { results?: string }) =>
     runAction(() => {
-      const grid = loadGrid(file);
+      const grid = selectCells(loadGrid(file), selectionOf(flags));
       const store = flags.results === undefined ? undefined : new ResultsStore(flags.results);
       print(`${grid.name}: ${grid.models.length} models, ${grid.cells.length} cells`);
       for (const model of grid.models)
