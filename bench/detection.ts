@@ -1,7 +1,7 @@
 // `npm run bench:detection`: the detection scan (target not given) on backdoored and clean
 // models, over scan seeds. Models: the authors' (target 5); every model of
-// `npm run bench:attacks` found in $MCLDEF_MODELS (target from bench/attacks.config.json, none
-// for the clean ones); cnn-small on Fashion-MNIST trained with the demo's recipe, clean on
+// `npm run bench:attacks` found in $MCLDEF_MODELS (bench/grids/cifar10.yaml: its target, none
+// for the clean one); cnn-small on Fashion-MNIST trained with the demo's recipe, clean on
 // seeds 0-4 and with the demo's BadNets square (trained here once, kept in $MCLDEF_MODELS).
 // Each scan's JSON goes to $MCLDEF_RESULTS/detection/NAME-sSEED.json and is skipped when
 // there; the table then recomputes every decision from the stored statistics.
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { namedFolder } from './models.js';
+import { benchModels, namedFolder } from './models.js';
 
 import { setNumThreads } from '../src/engine/autograd.js';
 import type { ImageSplit } from '../src/data/dataset.js';
@@ -52,22 +52,13 @@ mkdirSync(models, { recursive: true });
 
 const cifar = `cifar10:${join(shared, 'data/cifar10-jpeg')}`;
 const fashion = `fashion-mnist:${DEBIAN_FASHION_MNIST}`;
-const cases: Case[] = [
-  {
-    name: 'reference',
-    data: cifar,
-    weights: join(shared, 'models/mcl-reference/WRN-16-1-badnet.pth.tar'),
-    expected: 5,
-  },
-];
-const attacks = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as {
-  runs: { name: string; args: string[] }[];
-};
-for (const run of attacks.runs) {
-  const targetAt = run.args.indexOf('--target');
-  const expected = run.args.includes('--attack') ? (targetAt < 0 ? 0 : Number(run.args[targetAt + 1])) : null;
-  cases.push({ name: run.name, data: cifar, weights: join(models, `${run.name}.safetensors`), expected });
-}
+// The grid's CIFAR-10 models (the authors' first), then the Fashion-MNIST ones.
+const cases: Case[] = benchModels().map((model) => ({
+  name: model.name,
+  data: cifar,
+  weights: model.weights,
+  expected: model.trueTarget,
+}));
 const fashionModel = (name: string, seed: number, target: number | null): Case => {
   const weights = join(models, `${name}.safetensors`);
   return {
@@ -116,7 +107,7 @@ for (const entry of cases) {
       if (!existsSync(entry.weights)) {
         if (entry.train === undefined) {
           console.log(
-            `${entry.name}: no weights at ${entry.weights}; skipped (npm run bench:attacks -- --only ${entry.name})`,
+            `${entry.name}: no weights at ${entry.weights}; skipped (npm run bench:attacks -- --models ${entry.name})`,
           );
           continue;
         }

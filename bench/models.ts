@@ -1,10 +1,12 @@
-// The models the defense benches run on: the authors' released model and every model of
-// `npm run bench:attacks` (bench/attacks.config.json), each with the attack flags that
-// measure its ASR (the clean model under the grid trigger: the floor of a model with no
-// backdoor) and its true target.
-import { readFileSync } from 'node:fs';
+// The models the defense benches run on: those of the project's grid (bench/grids/cifar10.yaml:
+// the authors' released model and every model `npm run bench:attacks` trains), each with the
+// attack flags that measure its ASR (the clean model under the grid trigger: the floor of a
+// model with no backdoor) and its true target.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { attackFlags, weightsOf } from '../src/bench/cell.js';
+import { loadGrid } from '../src/bench/grid.js';
 
 export interface BenchModel {
   name: string;
@@ -29,40 +31,20 @@ export function namedFolder(variable: 'MCLDEF_MODELS' | 'MCLDEF_RESULTS'): strin
   return folder;
 }
 
-export const referenceWeights = join(repo, '..', 'shared', 'models', 'mcl-reference', 'WRN-16-1-badnet.pth.tar');
+/** The grid whose models the benches share: `npm run bench:attacks` trains them into $MCLDEF_MODELS. */
+export const benchGridFile = join(repo, 'bench', 'grids', 'cifar10.yaml');
 
-interface AttacksConfig {
-  runs: { name: string; args: string[] }[];
-}
-
-/** A training run's attack flags without its training-only ones (--epochs: WaNet trains 12). */
-export const attackArgs = (args: readonly string[]): string[] =>
-  args.filter((arg, i) => arg !== '--epochs' && args[i - 1] !== '--epochs');
-
-const substitute = (arg: string): string =>
-  arg.replaceAll('{models}', namedFolder('MCLDEF_MODELS')).replaceAll('{repo}', repo);
-
-/** The authors' model, then the runs of bench/attacks.config.json (but the second clean model). */
+/** The models of bench/grids/cifar10.yaml (the authors' model first), found in $MCLDEF_MODELS. */
 export function benchModels(): BenchModel[] {
-  const config = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as AttacksConfig;
-  const models: BenchModel[] = [
-    {
-      name: 'reference',
-      weights: referenceWeights,
-      attackFlags: ['--attack', 'badnets-grid', '--target', '5'],
-      trueTarget: 5,
-    },
-  ];
-  for (const run of config.runs) {
-    if (run.name === 'clean-seed1') continue;
-    const clean = run.name === 'clean';
-    const flags = clean ? ['--attack', 'badnets-grid', '--target', '0'] : attackArgs(run.args).map(substitute);
-    models.push({
-      name: run.name,
-      weights: join(namedFolder('MCLDEF_MODELS'), `${run.name}.safetensors`),
-      attackFlags: flags,
-      trueTarget: clean ? null : Number(flags[flags.indexOf('--target') + 1]),
-    });
-  }
-  return models;
+  const grid = loadGrid(benchGridFile);
+  const artifacts = namedFolder('MCLDEF_MODELS');
+  return grid.models.map((model) => {
+    const measure = grid.cells.find((cell) => cell.model.id === model.id)?.measure?.attack;
+    return {
+      name: model.label,
+      weights: weightsOf(model, artifacts),
+      attackFlags: measure === undefined ? [] : attackFlags(measure, artifacts),
+      trueTarget: model.attack?.target ?? null,
+    };
+  });
 }

@@ -4,7 +4,7 @@
 // clean subset and the same trigger, so the BA/ASR differences are the variants' alone. Each
 // variant is a set of `mcldef defend` options over the default preset, resolved by the same
 // functions the defense uses.
-// --model: 'reference' (the authors' model, target 5) or a run of bench/attacks.config.json
+// --model: 'reference' (the authors' model, target 5) or a model of bench/grids/cifar10.yaml
 // (weights in $MCLDEF_MODELS); or --weights FILE --attack NAME --target K [attack flags].
 // The inversion kind is the one detection picks for the model's attack (warp for WaNet,
 // signal for SIG, else pattern), or --inversion; the target is the attack's (detection finds
@@ -12,10 +12,9 @@
 // --json FILE appends one JSON line per variant.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { namedFolder } from './models.js';
+import { benchModels, namedFolder } from './models.js';
 
 import { inversionOptionsFor, purifyOptionsFor } from '../src/defenses/mcldef/defense.js';
 import { type DetectionResult, decideTarget, scanInversion, scanSubset } from '../src/defenses/mcldef/detect.js';
@@ -47,12 +46,6 @@ const VARIANTS: Record<string, OptionValues> = {
   'inverted-only': { stackScanPatterns: false },
 };
 
-interface AttacksConfig {
-  runs: { name: string; args: string[] }[];
-}
-
-const repo = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
-const models = namedFolder('MCLDEF_MODELS');
 const results = namedFolder('MCLDEF_RESULTS');
 const attackOptions = {
   attack: { type: 'string' },
@@ -108,23 +101,19 @@ function attackOf(): { weights: string; attack: Record<string, string | undefine
       },
     };
   }
-  if (values.model === 'reference') {
-    const weights = join(repo, '../shared/models/mcl-reference/WRN-16-1-badnet.pth.tar');
-    return { weights, attack: { attack: 'badnets-grid', target: '5' } };
-  }
-  const config = JSON.parse(readFileSync(join(repo, 'bench/attacks.config.json'), 'utf8')) as AttacksConfig;
-  const run = config.runs.find((r) => r.name === values.model);
-  if (run === undefined) throw new Error(`no run ${values.model} in bench/attacks.config.json`);
-  const args = run.args.map((arg) => arg.replaceAll('{models}', models).replaceAll('{repo}', repo));
-  // A training run's --seed seeds its attack (the trigger); --epochs is training's own.
+  const model = benchModels().find((m) => m.name === values.model);
+  if (model === undefined) throw new Error(`no model ${values.model} in bench/grids/cifar10.yaml`);
+  // The grid's attack flags; pattern, mode and watermark are not variants' concern here.
   const parsed = parseArgs({
-    args,
-    options: { ...attackOptions, seed: { type: 'string' }, epochs: { type: 'string' } },
+    args: model.attackFlags,
+    options: {
+      ...attackOptions,
+      pattern: { type: 'string' },
+      mode: { type: 'string' },
+      'trojan-watermark': { type: 'string' },
+    },
   }).values;
-  return {
-    weights: join(models, `${run.name}.safetensors`),
-    attack: { ...parsed, 'attack-seed': parsed.seed ?? '0' },
-  };
+  return { weights: model.weights, attack: parsed };
 }
 
 const { weights, attack: a } = attackOf();

@@ -1,5 +1,5 @@
 // `node --import tsx bench/triggers/make.ts`: writes the seeded trigger and mask images of the
-// detection benchmark's extra attacks (bench/attacks.config.json) next to this file. Each is a
+// detection benchmark's extra attacks (bench/grids/cifar10.yaml) next to this file. Each is a
 // 32×32 RGBA PNG; a mask is white where the trigger replaces the image.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -45,6 +45,24 @@ function attackSettingsOf(attack: AttackConfig, artifacts: string): AttackSettin
   };
 }
 
+/** The attack as `mcldef defend`/`eval` flags (`--attack … --target …` and its own), files as paths. */
+export function attackFlags(attack: AttackConfig, artifacts: string): string[] {
+  const settings = attackSettingsOf(attack, artifacts);
+  const flags = ['--attack', attack.name, '--target', `${attack.target}`, '--poison-rate', `${attack['poison-rate']}`];
+  if (attack.mode !== 'all-to-one') flags.push('--mode', attack.mode);
+  const optional: [string, string | number | undefined][] = [
+    ['--attack-seed', settings.attackSeed],
+    ['--alpha', settings.alpha],
+    ['--pattern', settings.pattern],
+    ['--trigger', settings.trigger],
+    ['--mask', settings.mask],
+    ['--trojan-watermark', settings.trojanWatermark],
+    ['--trojan-model', settings.trojanModel],
+  ];
+  for (const [flag, value] of optional) if (value !== undefined) flags.push(flag, `${value}`);
+  return flags;
+}
+
 /**
  * The model trained (resuming from its checkpoint after an interruption) unless the artifacts
  * folder has it. Weights and record are written whole or not at all, so a second machine that
@@ -125,6 +143,7 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
       detect: cell.detect,
       monitor: cell.monitor,
       evidence: cell.evidence,
+      verify: cell.verify,
       seed: cell.seed,
       ...(options.threads === undefined ? {} : { threads: options.threads }),
     });
@@ -140,6 +159,8 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
       changed: report.changed,
       target: report.target,
       detected_target: report.detected_target,
+      evidence: report.evidence,
+      verification: report.verification,
       seconds: report.seconds,
       seconds_total: (performance.now() - started) / 1000,
       finished: new Date().toISOString(),

@@ -88,6 +88,8 @@ export interface CellSpec {
   /** The target is found by the defense (true) or told to it. */
   detect: boolean;
   monitor: number;
+  /** Re-scan the defended model and record the verification (`mcldef defend --verify`). */
+  verify: boolean;
   seed: number;
 }
 
@@ -111,9 +113,12 @@ const TOP_KEYS = [
   'evidence',
   'detect',
   'monitor',
+  'verify',
   'attacks',
   'defenses',
 ];
+/** Grid keys a defense entry may set for its own cells. */
+const CELL_KEYS = ['clean-ratio', 'evidence', 'detect', 'monitor', 'verify'];
 const TRAIN_KEYS = Object.keys(TRAIN_DEFAULTS)
   .filter((key) => key !== 'epochs')
   .map(kebabCase);
@@ -318,6 +323,7 @@ export function parseGrid(text: string, file: string | null = null): Grid {
   const evidence = top.evidence === undefined ? DEFAULT_EVIDENCE_FRACTION : numberAt(top.evidence, 'evidence', 0, 0.5);
   const detect = top.detect === undefined ? true : booleanAt(top.detect, 'detect');
   const monitor = top.monitor === undefined ? 0 : numberAt(top.monitor, 'monitor', 0, 1e9, true);
+  const verify = top.verify === undefined ? false : booleanAt(top.verify, 'verify');
 
   // Attacks: the attack flags of `mcldef train`, plus a label, per-attack epochs and, for a
   // clean model (`name: none`), the trigger its ASR is measured with.
@@ -402,8 +408,17 @@ export function parseGrid(text: string, file: string | null = null): Grid {
       fail(`${at}.name`, `unknown defense '${name}' (known: ${defenseNames().join(', ')})`);
     const specs = defenseEntry(name).options;
     const options: Record<string, OptionValue> = {};
+    // The grid's clean-data and target settings, for this defense's cells only.
+    const settings = {
+      cleanRatio:
+        entry['clean-ratio'] === undefined ? cleanRatio : numberAt(entry['clean-ratio'], `${at}.clean-ratio`, 0, 1),
+      evidence: entry.evidence === undefined ? evidence : numberAt(entry.evidence, `${at}.evidence`, 0, 0.5),
+      detect: entry.detect === undefined ? detect : booleanAt(entry.detect, `${at}.detect`),
+      monitor: entry.monitor === undefined ? monitor : numberAt(entry.monitor, `${at}.monitor`, 0, 1e9, true),
+      verify: entry.verify === undefined ? verify : booleanAt(entry.verify, `${at}.verify`),
+    };
     for (const [key, value] of Object.entries(entry)) {
-      if (key === 'name' || key === 'label') continue;
+      if (['name', 'label', ...CELL_KEYS].includes(key)) continue;
       const spec: OptionSpec | undefined = specs[camelCase(key)];
       if (spec === undefined) {
         fail(`${at}.${key}`, `defense '${name}' has no option '${key}' (see mcldef defend --method ${name} --help)`);
@@ -417,9 +432,10 @@ export function parseGrid(text: string, file: string | null = null): Grid {
     for (const [option, spec] of Object.entries(specs)) {
       if (options[option] === undefined && spec.default !== undefined) options[option] = spec.default;
     }
-    return { label: entry.label === undefined ? name : stringAt(entry.label, `${at}.label`), name, options };
+    const label = entry.label === undefined ? name : stringAt(entry.label, `${at}.label`);
+    return { defense: { label, name, options }, ...settings };
   });
-  const defenseLabels = defenses.map((entry) => entry.label);
+  const defenseLabels = defenses.map((entry) => entry.defense.label);
   defenseLabels.forEach((name, i) => {
     if (defenseLabels.indexOf(name) !== i) fail(`defenses.${i}`, `label '${name}' is used twice (give one a 'label')`);
   });
@@ -447,7 +463,7 @@ export function parseGrid(text: string, file: string | null = null): Grid {
       const model = modelOf(entry);
       const needs = entry.trojanFrom === undefined ? [] : [bySeed.get(entry.trojanFrom)!];
       const measure = entry.measure === null ? null : { attack: entry.attack === null ? entry.measure : model.attack! };
-      for (const defense of defenses) {
+      for (const { defense, cleanRatio, evidence, detect, monitor, verify } of defenses) {
         const identity = {
           model: model.id,
           measure: measure === null ? null : modelIdentity({ ...model, attack: measure.attack }, dataAsWritten),
@@ -456,6 +472,8 @@ export function parseGrid(text: string, file: string | null = null): Grid {
           evidence,
           detect,
           monitor,
+          // Only when set, so that the ids of grids without it stay what they were.
+          ...(verify ? { verify } : {}),
           seed,
         };
         cells.push({
@@ -468,6 +486,7 @@ export function parseGrid(text: string, file: string | null = null): Grid {
           evidence,
           detect,
           monitor,
+          verify,
           seed,
         });
       }

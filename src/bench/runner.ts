@@ -2,8 +2,8 @@
 // already recorded are skipped (so an interrupted grid resumes where it stopped), a cell that
 // fails is recorded with its error and the grid goes on; `retryFailed` runs those again.
 import { type CellSelection, type Grid, selectCells } from './grid.js';
-import { runCell } from './cell.js';
-import { type CellRecord, ResultsStore } from './store.js';
+import { ensureModel, runCell } from './cell.js';
+import { type CellRecord, type ModelRecord, ResultsStore } from './store.js';
 
 export interface GridProgress {
   total: number;
@@ -99,4 +99,22 @@ export async function runGrid(wholeGrid: Grid, options: RunGridOptions): Promise
     seconds,
     overheadSeconds: seconds - cellSeconds,
   };
+}
+
+export interface TrainGridOptions {
+  artifacts: string;
+  /** Only the models these cells need. */
+  only?: CellSelection;
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Every model the grid (or its selected part) needs, trained into the artifacts folder in
+ * order (a trojan's clean model before it); models already there are skipped and a model
+ * interrupted mid-training resumes. The cells can then run anywhere that folder is.
+ */
+export function trainGridModels(grid: Grid, options: TrainGridOptions): ModelRecord[] {
+  const selected = selectCells(grid, options.only);
+  return selected.models.map((model) => ensureModel(model, options.artifacts, options.log, options.threads));
 }

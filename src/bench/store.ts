@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync } from 'no
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../io/checkpoint.js';
+import type { HeldOutEvidence, Verification } from '../defenses/evidence.js';
 import type { CellSpec, Grid } from './grid.js';
 
 export interface Metrics {
@@ -50,6 +51,10 @@ export interface DoneRecord extends RecordBase {
   changed: boolean;
   target: number | null;
   detected_target: number | null;
+  /** The found trigger on the held-out clean images, before and after (null: evidence 0). */
+  evidence?: HeldOutEvidence | null;
+  /** The re-scan of the defended model (null unless the cell has `verify`). */
+  verification?: Verification | null;
   /** The defense report's seconds by stage (defense, evaluation, load, …). */
   seconds: Record<string, number>;
 }

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
+import { attackFlags, modelWeights } from '../../src/bench/cell.js';
 import { GridError, canonicalJson, parseGrid, selectCells } from '../../src/bench/grid.js';
 import { temporaryFolder } from '../helpers/tmp.js';
 import { tinyImageFolder } from '../helpers/tiny-data.js';
@@ -177,6 +178,39 @@ test('a selection keeps the whole grid’s ids and the models its cells need, tr
   );
   assert.throws(() => selectCells(whole, { defenses: ['nad'] }), /no defense 'nad'.*ft, clp/);
   assert.throws(() => selectCells(whole, { seeds: [7] }), /no seed '7'/);
+});
+
+test('a defense entry may set clean-ratio, evidence, detect and monitor for its own cells', () => {
+  const whole = grid(base());
+  const own = grid(base().replace('  - name: clp', '  - name: clp\n    evidence: 0\n    detect: false'));
+  const everywhere = grid(`evidence: 0\ndetect: false\n${base()}`);
+  for (const [i, cell] of own.cells.entries()) {
+    const from = cell.defense.name === 'clp' ? everywhere : whole;
+    assert.equal(cell.id, from.cells[i]!.id, `${cell.model.label} × ${cell.defense.label}`);
+    assert.deepEqual([cell.evidence, cell.detect], cell.defense.name === 'clp' ? [0, false] : [0.1, true]);
+  }
+  assert.throws(
+    () => grid(base().replace('  - name: clp', '  - name: clp\n    evidence: 0.9')),
+    /grid\.yaml:\d+: defenses\[1\]\.evidence: expected a number in \[0, 0\.5\]/,
+  );
+});
+
+test('an attack as defend flags: its own options, files as paths, a trojan’s clean model in the artifacts', () => {
+  const expanded = grid(
+    base()
+      .replace('    alpha: 0.2', '    alpha: 0.2\n    attack-seed: 4')
+      .replace('  - name: none\n', '  - name: trojan\n    trojan-model: "@clean"\n  - name: none\n'),
+  );
+  const attackOf = (label: string) => expanded.models.find((m) => m.label === label && m.seed === 0)!.attack!;
+  assert.deepEqual(attackFlags(attackOf('blended'), '/artifacts'), [
+    ...['--attack', 'blended', '--target', '0', '--poison-rate', '0.1'],
+    ...['--attack-seed', '4', '--alpha', '0.2', '--pattern', join(folder, 'pattern.png')],
+  ]);
+  const clean = expanded.models.find((m) => m.label === 'clean' && m.seed === 0)!;
+  assert.deepEqual(attackFlags(attackOf('trojan'), '/artifacts'), [
+    ...['--attack', 'trojan', '--target', '0', '--poison-rate', '0.1'],
+    ...['--trojan-model', modelWeights('/artifacts', clean.id)],
+  ]);
 });
 
 test('errors name the file, the line and the key', () => {

@@ -1,11 +1,13 @@
 // `mcldef bench` from the command line: one-line errors for a missing grid, a bad key (with
-// its line) and a folder that is no results store; `bench list` names every model and cell.
+// its line) and a folder that is no results store; `bench list` names every model and cell;
+// `bench train` trains a grid's models (or a part's) once.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
+import { modelWeights } from '../../src/bench/cell.js';
 import { loadGrid } from '../../src/bench/grid.js';
 import { tinyGrid } from '../helpers/grid.js';
 import { temporaryFolder } from '../helpers/tmp.js';
@@ -37,4 +39,39 @@ test('mcldef bench: clear one-line errors, and list', () => {
   const report = mcldef(['bench', 'report', '--results', join(folder, 'empty'), '--out', join(folder, 'board')]);
   assert.equal(report.status, 1);
   assert.match(report.stderr, /not a results store \(no cells\/ folder\)/);
+});
+
+test('mcldef bench train: the models a part of the grid needs, then the rest; trained ones are skipped', () => {
+  const folder = temporaryFolder('mcldef-cli-bench-train-');
+  const file = join(folder, 'grid.yaml');
+  writeFileSync(file, tinyGrid('  - name: clp', tinyImageFolder({ count: 4 })));
+  const grid = loadGrid(file);
+  const [backdoored, clean] = grid.models;
+  const artifacts = join(folder, 'models');
+  const part = mcldef([
+    'bench',
+    'train',
+    file,
+    '--artifacts',
+    artifacts,
+    '--models',
+    'clean',
+    '--threads',
+    '1',
+    '--quiet',
+  ]);
+  assert.equal(part.status, 0, part.stderr);
+  assert.ok(existsSync(modelWeights(artifacts, clean!.id)));
+  assert.ok(!existsSync(modelWeights(artifacts, backdoored!.id)), 'only the selected part is trained');
+  assert.match(part.stdout, new RegExp(`\\| clean \\| ${clean!.id} \\| \\d+\\.\\d\\d% \\| - \\| 4 \\|`));
+
+  const all = mcldef(['bench', 'train', file, '--artifacts', artifacts, '--threads', '1']);
+  assert.equal(all.status, 0, all.stderr);
+  assert.match(
+    all.stdout,
+    new RegExp(`\\| badnets-square \\| ${backdoored!.id} \\| \\d+\\.\\d\\d% \\| \\d+\\.\\d\\d% \\| 4 \\|`),
+  );
+  assert.match(all.stdout, /model badnets-square .*: training 4 epochs/);
+  assert.doesNotMatch(all.stdout, /model clean .*: training/, 'a trained model is not trained again');
+  assert.match(all.stdout, /2 models in /);
 });

@@ -10,7 +10,7 @@ import { ensureModel, runCell } from '../../bench/cell.js';
 import { type CellSelection, type Grid, loadGrid, selectCells } from '../../bench/grid.js';
 import { runGridOnQueue } from '../../bench/queue.js';
 import { writeLeaderboard } from '../../bench/report.js';
-import { type GridProgress, type GridRunSummary, gridStatus, runGrid } from '../../bench/runner.js';
+import { type GridProgress, type GridRunSummary, gridStatus, runGrid, trainGridModels } from '../../bench/runner.js';
 import { writeSlurmScripts } from '../../bench/slurm.js';
 import { ResultsStore } from '../../bench/store.js';
 import { UsageError, integer, runAction } from '../common.js';
@@ -246,6 +246,39 @@ function modelSubcommand(): Command {
   );
 }
 
+function trainSubcommand(): Command {
+  const command = new Command('train')
+    .description('train every model a grid (or a part of it) needs into the artifacts folder; runs no cell')
+    .argument('<grid>', 'the grid file')
+    .addOption(
+      new Option('--threads <n>', 'CPU threads for libtorch (default: every core)').argParser(integer('--threads', 1)),
+    );
+  selectionOptions(storeOptions(command, false));
+  return command.action((file: string, flags: Partial<StoreFlags> & SelectionFlags & { threads?: number }) =>
+    runAction(() => {
+      if (flags.artifacts === undefined && flags.results === undefined) {
+        throw new UsageError('give --artifacts DIR (or --results DIR, whose artifacts/ is used)');
+      }
+      const grid = selectCells(loadGrid(file), selectionOf(flags));
+      const artifacts = artifactsOf(flags as StoreFlags);
+      const records = trainGridModels(grid, {
+        artifacts,
+        ...(flags.threads === undefined ? {} : { threads: flags.threads }),
+        ...(flags.quiet === true ? {} : { log: print }),
+      });
+      const percent = (value: number | null): string => (value === null ? '-' : `${value.toFixed(2)}%`);
+      print('| model | id | BA | ASR | epochs | seconds |');
+      print('| --- | --- | --- | --- | --- | --- |');
+      for (const record of records) {
+        print(
+          `| ${record.label} | ${record.id} | ${percent(record.ba)} | ${percent(record.asr)} | ${record.epochs} | ${record.seconds.toFixed(0)} |`,
+        );
+      }
+      print(`${records.length} models in ${artifacts}/models`);
+    }),
+  );
+}
+
 interface SlurmFlags extends StoreFlags, SelectionFlags {
   out?: string;
   command?: string;
@@ -306,8 +339,11 @@ function listSubcommand(): Command {
       const grid = selectCells(loadGrid(file), selectionOf(flags));
       const store = flags.results === undefined ? undefined : new ResultsStore(flags.results);
       print(`${grid.name}: ${grid.models.length} models, ${grid.cells.length} cells`);
-      for (const model of grid.models)
-        print(`model ${model.id}  ${model.label} (seed ${model.seed}, ${model.epochs} epochs)`);
+      for (const model of grid.models) {
+        const trained =
+          model.weights === null ? `seed ${model.seed}, ${model.epochs} epochs` : `given: ${model.weights.path}`;
+        print(`model ${model.id}  ${model.label} (${trained})`);
+      }
       for (const cell of grid.cells) {
         const status = store?.read(cell.id)?.status ?? (store === undefined ? '' : 'pending');
         print(
@@ -328,6 +364,7 @@ export function benchCommand(): Command {
     .addCommand(runSubcommand())
     .addCommand(cellSubcommand())
     .addCommand(modelSubcommand())
+    .addCommand(trainSubcommand())
     .addCommand(slurmSubcommand())
     .addCommand(reportSubcommand())
     .addCommand(listSubcommand());
