@@ -142,6 +142,9 @@ export function leaderboardCsv(store: ResultsStore): string {
     'changed',
     'defense_seconds',
     'total_seconds',
+    'detected_target',
+    'cpu',
+    'commit',
     'error',
   ];
   const gridIds = new Set(store.gridCells().map((cell) => cell.id));
@@ -167,6 +170,9 @@ export function leaderboardCsv(store: ResultsStore): string {
         done === undefined ? '' : String(done.changed),
         value(done?.seconds.defense),
         value(r.seconds_total),
+        value(done?.detected_target),
+        r.cpu ?? '',
+        r.commit ?? '',
         r.status === 'failed' ? r.error : '',
       ]
         .map(csvField)

@@ -3,8 +3,11 @@
 // (grid.json), nothing else. Every write goes through a temporary file and a rename, so a
 // crash never leaves a half-written record, and a cell is recorded once: a second record of
 // a finished cell is refused.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { writeFileAtomic } from '../io/checkpoint.js';
 import type { HeldOutEvidence, Verification } from '../defenses/evidence.js';
@@ -39,6 +42,10 @@ interface RecordBase {
   seconds_total: number;
   finished: string;
   host: string;
+  /** The CPU that ran the cell ('queue': a record the coordinator wrote); figures are per machine. */
+  cpu?: string;
+  /** The mcldef commit that ran the cell (null outside a git checkout). Both may be missing in older stores. */
+  commit?: string | null;
   spec: CellSpec;
 }
 
@@ -76,8 +83,27 @@ export function recordBase(cell: CellSpec, host: string): Omit<RecordBase, 'seco
     seed: cell.seed,
     model_id: cell.model.id,
     host,
+    cpu: host === 'queue' ? 'queue' : (cpus()[0]?.model.trim() ?? 'unknown'),
+    commit: codeCommit(),
     spec: cell,
   };
+}
+
+let commit: string | null | undefined;
+/** HEAD of the git checkout this code runs from, once per process. */
+function codeCommit(): string | null {
+  if (commit === undefined) {
+    try {
+      const here = dirname(fileURLToPath(import.meta.url));
+      commit = execFileSync('git', ['-C', here, 'rev-parse', 'HEAD'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
+    } catch {
+      commit = null;
+    }
+  }
+  return commit;
 }
 
 /** Writes JSON through a temporary file and a rename. */

@@ -3,8 +3,9 @@
 // on, a runner killed mid-grid resumed without running a finished cell again, and the
 // leaderboard written from the store alone.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -62,6 +63,8 @@ test('runGrid records every cell; a cell that throws is recorded and the grid go
     // A done cell holds what defend gives on the same model, computed here directly.
     const cell = grid.cells.find((c) => c.defense.name === 'ft' && c.model.attack !== null)!;
     const record = store.read(cell.id) as DoneRecord;
+    assert.equal(record.cpu, cpus()[0]!.model.trim());
+    assert.equal(record.commit, execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim());
     const direct = await defendCheckpoint({
       weights: modelWeights(join(results, 'artifacts'), cell.model.id),
       data: cell.model.data,
