@@ -180,7 +180,7 @@ test('a selection keeps the whole grid’s ids and the models its cells need, tr
   assert.throws(() => selectCells(whole, { seeds: [7] }), /no seed '7'/);
 });
 
-test('a defense entry may set clean-ratio, evidence, detect and monitor for its own cells', () => {
+test('a defense entry may set clean-ratio, evidence, detect, monitor and verify for its own cells', () => {
   const whole = grid(base());
   const own = grid(base().replace('  - name: clp', '  - name: clp\n    evidence: 0\n    detect: false'));
   const everywhere = grid(`evidence: 0\ndetect: false\n${base()}`);
@@ -188,6 +188,14 @@ test('a defense entry may set clean-ratio, evidence, detect and monitor for its 
     const from = cell.defense.name === 'clp' ? everywhere : whole;
     assert.equal(cell.id, from.cells[i]!.id, `${cell.model.label} × ${cell.defense.label}`);
     assert.deepEqual([cell.evidence, cell.detect], cell.defense.name === 'clp' ? [0, false] : [0.1, true]);
+  }
+  // verify: true is a new cell; verify: false is the cell without it.
+  const verified = grid(base().replace('  - name: clp', '  - name: clp\n    verify: true'));
+  const unverified = grid(base().replace('  - name: clp', '  - name: clp\n    verify: false'));
+  for (const [i, cell] of verified.cells.entries()) {
+    assert.equal(cell.verify, cell.defense.name === 'clp');
+    assert.equal(cell.id === whole.cells[i]!.id, cell.defense.name !== 'clp');
+    assert.equal(unverified.cells[i]!.id, whole.cells[i]!.id);
   }
   assert.throws(
     () => grid(base().replace('  - name: clp', '  - name: clp\n    evidence: 0.9')),
