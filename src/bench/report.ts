@@ -201,6 +201,9 @@ export async function leaderboardHtml(board: Leaderboard, title: string): Promis
         await renderVegaLite({
           $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
           data: { values: withDer },
+          // Cells wide enough for their two-decimal label.
+          width: { step: 44 },
+          height: { step: 24 },
           encoding: {
             x: { field: 'defense', type: 'nominal', title: 'defense', axis: { labelAngle: 0 } },
             y: { field: 'attack', type: 'nominal', title: 'attack' },
@@ -222,7 +225,8 @@ export async function leaderboardHtml(board: Leaderboard, title: string): Promis
               mark: { type: 'text', fontSize: 11 },
               encoding: {
                 text: { aggregate: 'mean', field: 'der', type: 'quantitative', format: '.2f' },
-                color: { value: 'white' },
+                // Dark text on viridis' light end.
+                color: { condition: { test: 'datum.mean_der > 0.7', value: 'black' }, value: 'white' },
               },
             },
           ],
