@@ -164,8 +164,9 @@ export class ImplicitBackdoorUnlearning implements Defense {
               const raised = F.crossEntropy(model.forward(batch.images.add(delta)), own)
                 .neg()
                 .add(delta.square().sum().mul(s.regularization));
-              deltaOptimizer.zeroGrad();
-              raised.backward();
+              // The perturbation's gradient alone, not the weights' (unused here).
+              const [gradient] = grad(raised, [delta]);
+              delta.grad = gradient!;
               deltaOptimizer.step();
             });
           }

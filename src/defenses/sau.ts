@@ -4,7 +4,7 @@
 // ball), then the model descends cross-entropy on the clean images plus a loss that stops it
 // from giving the frozen copy's wrong answer on the perturbed ones. BackdoorBench defense/sau.py
 // (the first author's implementation) with config/defense/sau/config.yaml.
-import { noGrad } from '../engine/autograd.js';
+import { grad, noGrad } from '../engine/autograd.js';
 import * as F from '../engine/functional.js';
 import { Adam } from '../engine/optim/adam.js';
 import { tensor } from '../engine/creation.js';
@@ -151,9 +151,9 @@ export function sharedPerturbation(
             .neg();
           const crossTerm = jsDivergence(logits, logitsRef).mul(shared.logicalNot().float()).sum().div(n);
           const loss = adversarial.mul(s.beta1).add(crossTerm.mul(s.beta2));
-          loss.backward();
-          const gradient = delta.grad!;
-          const moved = delta.detach().sub(gradient.sign().mul(s.pgdStep)).clamp(-s.bound, s.bound);
+          // The perturbation's gradient alone: no weight gradients for either model.
+          const [gradient] = grad(loss, [delta]);
+          const moved = delta.detach().sub(gradient!.sign().mul(s.pgdStep)).clamp(-s.bound, s.bound);
           const done = shared.logicalNot().sum().item() === 0;
           return { moved: keep(moved), done };
         });
