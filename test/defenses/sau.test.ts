@@ -1,6 +1,6 @@
 // SAU (src/defenses/sau.ts): the Jensen–Shannon divergence and the shared adversarial risk
-// against values computed here, one shared-PGD step (its bound, no weight gradient), and a backdoored network trained
-// here whose ASR it lowers.
+// against values computed here, one shared-PGD step (its bound, no weight gradient), and a
+// backdoored network trained here whose ASR it lowers.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
