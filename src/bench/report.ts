@@ -16,6 +16,21 @@ export interface Leaderboard {
   pending: number;
   /** Per attack (and seed): the defense with the best DER and MCLDef's rank. */
   best: { attack: string; seed: number; defense: string; der: number; mcldefRank: string }[];
+  /** One row per model (attack and seed) and one column per defense, in the grid's order. */
+  sideBySide: SideBySide;
+}
+
+/** The comparison as a paper prints it: each model's row, each defense's cell. */
+export interface SideBySide {
+  defenses: string[];
+  rows: {
+    attack: string;
+    seed: number;
+    /** The model before any defense (null while none of its cells is done). */
+    before: DoneRecord['before'] | null;
+    /** By defense label: the record, or undefined while the cell is pending. */
+    cells: Record<string, CellRecord | undefined>;
+  }[];
 }
 
 const fmt = (value: number | null | undefined, digits = 2): string =>
@@ -56,8 +71,68 @@ export function leaderboard(store: ResultsStore): Leaderboard {
   }
   const order = (a: DoneRecord, b: DoneRecord): number =>
     a.attack.localeCompare(b.attack) || a.seed - b.seed || a.defense.localeCompare(b.defense);
-  return { done: done.sort(order), failed, pending, best };
+  return { done: done.sort(order), failed, pending, best, sideBySide: sideBySide(store.gridCells(), records) };
 }
+
+function sideBySide(
+  gridCells: { id: string; attack: string; defense: string; seed: number }[],
+  records: CellRecord[],
+): SideBySide {
+  // The grid's order (models, then defenses, as the grid file lists them); the records' own without a grid.
+  const cells = gridCells.length > 0 ? gridCells : records;
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const defenses = [...new Set(cells.map((c) => c.defense))];
+  const rows = new Map<string, SideBySide['rows'][number]>();
+  for (const cell of cells) {
+    const key = `${cell.attack}\u0000${cell.seed}`;
+    let row = rows.get(key);
+    if (row === undefined) {
+      row = { attack: cell.attack, seed: cell.seed, before: null, cells: {} };
+      rows.set(key, row);
+    }
+    const record = byId.get(cell.id);
+    row.cells[cell.defense] = record;
+    if (record?.status === 'done') row.before ??= record.before;
+  }
+  return { defenses, rows: [...rows.values()] };
+}
+
+/** One cell of the side-by-side table: BA / ASR after (residual), DER, the defense's seconds. */
+function sideBySideCell(record: CellRecord | undefined): string {
+  if (record === undefined) return '–';
+  if (record.status === 'failed') return 'failed';
+  const res = residual(record.after);
+  const signed = res === null ? '' : ` (${res >= 0 ? '+' : ''}${res.toFixed(1)})`;
+  const asr = record.after.asr === null ? '-' : record.after.asr.toFixed(1);
+  const seconds = Math.round(record.seconds.defense ?? record.seconds_total);
+  return `${fmt(record.after.ba)} / ${asr}${signed}, ${fmt(record.der, 3)}, ${seconds} s${record.changed ? '' : ' ='}`;
+}
+
+/** The side-by-side table's header and rows (with each backdoored row's best DER and MCLDef's rank). */
+export function sideBySideTable(board: Leaderboard): { header: string[]; body: string[][] } {
+  const { defenses, rows } = board.sideBySide;
+  const seeds = new Set(rows.map((r) => r.seed)).size > 1;
+  const header = ['model', ...(seeds ? ['seed'] : []), 'before BA / ASR', ...defenses, 'best DER', 'MCLDef rank'];
+  const body = rows.map((row) => {
+    const best = board.best.find((b) => b.attack === row.attack && b.seed === row.seed);
+    const before =
+      row.before === null
+        ? '–'
+        : `${fmt(row.before.ba)} / ${row.before.asr === null ? '-' : row.before.asr.toFixed(1)}`;
+    return [
+      row.attack,
+      ...(seeds ? [String(row.seed)] : []),
+      before,
+      ...defenses.map((d) => sideBySideCell(row.cells[d])),
+      best === undefined ? '–' : `${best.defense} ${fmt(best.der, 3)}`,
+      best === undefined ? '–' : best.mcldefRank,
+    ];
+  });
+  return { header, body };
+}
+
+const SIDE_BY_SIDE_KEY =
+  'Each cell: BA / ASR after (residual), DER, the defense\'s own seconds; "=": the defense left the model unchanged; "–": not run yet.';
 
 const HEADER = [
   'attack',
@@ -98,6 +173,14 @@ export function leaderboardMarkdown(board: Leaderboard, title: string): string {
     `# ${title}`,
     '',
     `${board.done.length} cells done, ${board.failed.length} failed, ${board.pending} pending. BA and ASR in %, on the whole test split; residual: ASR − the rate without the trigger; DER: defense effectiveness rating.`,
+    '',
+    '## Side by side',
+    '',
+    SIDE_BY_SIDE_KEY,
+    '',
+    table(sideBySideTable(board).header, sideBySideTable(board).body),
+    '',
+    '## Every cell',
     '',
     table(HEADER, rows(board)),
   ];
@@ -281,6 +364,9 @@ export async function leaderboardHtml(board: Leaderboard, title: string): Promis
 </head><body>
 <h1>${escape(title)}</h1>
 <p>${board.done.length} cells done, ${board.failed.length} failed, ${board.pending} pending. BA and ASR in %, on the whole test split; residual: ASR − the rate without the trigger; DER: defense effectiveness rating, higher is better.</p>
+<h2>Side by side</h2>
+<p>${escape(SIDE_BY_SIDE_KEY)}</p>
+${table(sideBySideTable(board).header, sideBySideTable(board).body)}
 ${charts.join('\n')}
 <h2>Every cell</h2>
 ${table(HEADER, rows(board))}

@@ -46,6 +46,15 @@ test('runGrid records every cell; a cell that throws is recorded and the grid go
     assert.deepEqual([part.total, part.ran, part.done], [2, 2, 2]);
     const partBoard = await writeLeaderboard(results, temporaryFolder('mcldef-grid-report-'), 'part');
     assert.deepEqual([partBoard.done.length, partBoard.pending], [2, 4]);
+    // Side by side: the grid's models and defenses in its order, the pending cells empty.
+    assert.deepEqual(partBoard.sideBySide.defenses, ['test-fails', 'ft', 'clp']);
+    assert.deepEqual(
+      partBoard.sideBySide.rows.map((row) => [row.attack, Object.keys(row.cells).filter((d) => row.cells[d])]),
+      [
+        ['badnets-square', ['clp']],
+        ['clean', ['clp']],
+      ],
+    );
 
     const seen: string[] = [];
     const summary = await runGrid(grid, {
@@ -108,6 +117,19 @@ test('runGrid records every cell; a cell that throws is recorded and the grid go
     assert.ok(
       markdown.includes(`| badnets-square | 0 | ft | ${record.before.ba.toFixed(2)} | ${record.after.ba.toFixed(2)} |`),
     );
+    // The side-by-side row of the backdoored model: failed, then FT's cell from its record, then CLP's.
+    const residualAfter = record.after.asr! - record.after.asr_no_trigger!;
+    const ftCell = `${record.after.ba.toFixed(2)} / ${record.after.asr!.toFixed(1)} (${residualAfter >= 0 ? '+' : ''}${residualAfter.toFixed(1)}), ${record.der!.toFixed(3)}, ${Math.round(record.seconds.defense!)} s`;
+    const sideRow = markdown
+      .split('\n')
+      .find((line) => line.startsWith('| badnets-square |') && line.includes('failed'))!;
+    assert.ok(
+      sideRow.startsWith(
+        `| badnets-square | ${record.before.ba.toFixed(2)} / ${record.before.asr!.toFixed(1)} | failed | ${ftCell} |`,
+      ),
+      sideRow,
+    );
+    assert.ok(sideRow.endsWith(`| ${best.defense} ${best.der!.toFixed(3)} | - |`), sideRow);
     const csv = readFileSync(join(out, 'leaderboard.csv'), 'utf8').trim().split('\n');
     assert.equal(csv.length, 1 + 6);
     const ftRow = csv.find((line) => line.startsWith(cell.id))!.split(',');
