@@ -1,10 +1,11 @@
 // i-BAU (Implicit Backdoor Adversarial Unlearning, Zeng et al., ICLR 2022): unlearning as a
-// minimax problem. Each round finds one universal perturbation δ (in the normalized input
-// space) that raises the clean loss, then updates the model against it with the implicit
-// hypergradient: the outer loss (cross-entropy with δ on a few images of each batch) is
-// differentiated through the inner problem's fixed point by K fixed-point iterations of
-// vector–Jacobian products. The authors' code (YiZeng623/I-BAU, hypergrad.py) and
-// BackdoorBench defense/i-bau.py with config/defense/i-bau/config.yaml.
+// minimax problem. Each round finds one universal perturbation δ (in [0, 1] pixel units, as
+// the authors' code, whose models take unnormalized pixels) that raises the clean loss, then
+// updates the model against it with the implicit hypergradient: the outer loss (cross-entropy
+// with δ on a few images of each batch) is differentiated through the inner problem's fixed
+// point by K fixed-point iterations of vector–Jacobian products. The authors' code (YiZeng623/I-BAU, defense.py and hypergrad.py),
+// whose settings are the defaults; BackdoorBench's port (defense/i-bau.py) is
+// `space: 'normalized', lr: 1e-4, batchSize: 256`.
 import { grad, noGrad } from '../engine/autograd.js';
 import { tensor, zeros } from '../engine/creation.js';
 import * as F from '../engine/functional.js';
@@ -32,9 +33,9 @@ export interface IbauSettings {
   rounds: number;
   /** Fixed-point iterations of the hypergradient (K: 5). */
   k: number;
-  /** Images per batch (256). */
+  /** Images per batch (100, the authors'; BackdoorBench 256). */
   batchSize: number;
-  /** Adam learning rate of the model (1e-4), betas (0.9, 0.999), no weight decay. */
+  /** Adam learning rate of the model (1e-3, the authors'; BackdoorBench 1e-4), betas (0.9, 0.999), no weight decay. */
   lr: number;
   /** SGD learning rate of the universal perturbation (10). */
   perturbationLr: number;
@@ -44,17 +45,24 @@ export interface IbauSettings {
   regularization: number;
   /** Fraction of each batch that gets δ in the outer loss (0.01; at least one image). */
   portion: number;
+  /**
+   * Where δ lives: 'pixel' ([0, 1] pixel units, the authors' code) or 'normalized' (the model's
+   * normalized input, BackdoorBench's port: the same step sizes then move δ σ² ≈ 0.04 times as
+   * far in pixels on CIFAR-10, and weigh ‖δ‖² 1/σ² times as much).
+   */
+  space: 'pixel' | 'normalized';
 }
 
 export const IBAU_DEFAULTS: IbauSettings = {
   rounds: 5,
   k: 5,
-  batchSize: 256,
-  lr: 1e-4,
+  batchSize: 100,
+  lr: 1e-3,
   perturbationLr: 10,
   innerLr: 0.1,
   regularization: 0.001,
   portion: 0.01,
+  space: 'pixel',
 };
 
 const IBAU_OPTIONS: OptionSpecs = {
@@ -81,6 +89,12 @@ const IBAU_OPTIONS: OptionSpecs = {
     max: 1,
     default: IBAU_DEFAULTS.portion,
     help: 'fraction of each batch perturbed in the outer loss (at least one image)',
+  },
+  space: {
+    type: 'choice',
+    choices: ['pixel', 'normalized'],
+    default: IBAU_DEFAULTS.space,
+    help: "the perturbation's units: pixel ([0, 1], the authors') or normalized (BackdoorBench's)",
   },
 };
 
@@ -129,6 +143,11 @@ export class ImplicitBackdoorUnlearning implements Defense {
     const s = this.settings;
     const started = performance.now();
     const batchSize = Math.min(s.batchSize, clean.count);
+    // Batches hold what δ is added to: pixels in [0, 1] (normalized after adding δ) or the
+    // normalized images themselves.
+    const pixelSpace = s.space === 'pixel';
+    const forward = (images: Tensor): Tensor =>
+      model.forward(pixelSpace ? normalize(images, clean.normalization) : images);
     // The batches, shuffled once (the reference's loader is built once and listed).
     const order = permutation(clean.count, context.seed);
     const batches: { images: Tensor; labels: Tensor }[] = [];
@@ -138,7 +157,11 @@ export class ImplicitBackdoorUnlearning implements Defense {
         tidy(() => {
           const positions = tensor(index, { dtype: 'int64' });
           return {
-            images: keep(normalize(toUnitRange(clean.images.indexSelect(0, positions)), clean.normalization)),
+            images: keep(
+              pixelSpace
+                ? toUnitRange(clean.images.indexSelect(0, positions))
+                : normalize(toUnitRange(clean.images.indexSelect(0, positions)), clean.normalization),
+            ),
             labels: keep(clean.labels.indexSelect(0, positions)),
           };
         }),
@@ -160,8 +183,8 @@ export class ImplicitBackdoorUnlearning implements Defense {
         try {
           for (const batch of batches) {
             tidy(() => {
-              const own = noGrad(() => model.forward(batch.images).argmax(1));
-              const raised = F.crossEntropy(model.forward(batch.images.add(delta)), own)
+              const own = noGrad(() => forward(batch.images).argmax(1));
+              const raised = F.crossEntropy(forward(batch.images.add(delta)), own)
                 .neg()
                 .add(delta.square().sum().mul(s.regularization));
               // The perturbation's gradient alone, not the weights' (unused here).
@@ -190,14 +213,14 @@ export class ImplicitBackdoorUnlearning implements Defense {
                   s.k,
                   ([w]) => {
                     // Φ(w, θ) = w − innerLr · ∂/∂w [−CE(f(x₀ + w), y₀) + reg·‖w‖²], on the first batch.
-                    const inner = F.crossEntropy(model.forward(first.images.add(w!)), first.labels)
+                    const inner = F.crossEntropy(forward(first.images.add(w!)), first.labels)
                       .neg()
                       .add(w!.square().sum().mul(s.regularization));
                     const [g] = grad(inner, [w!], { createGraph: true });
                     return [w!.sub(g!.mul(s.innerLr))];
                   },
                   ([w]) => {
-                    const loss = F.crossEntropy(model.forward(batch.images.add(mask.mul(w!))), batch.labels);
+                    const loss = F.crossEntropy(forward(batch.images.add(mask.mul(w!))), batch.labels);
                     outerValue.push(loss.item());
                     return loss;
                   },
