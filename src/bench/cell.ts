@@ -20,6 +20,10 @@ export const weightsOf = (model: ModelSpec, artifacts: string): string =>
   model.weights?.path ?? modelWeights(artifacts, model.id);
 const modelRecordPath = (artifacts: string, id: string): string => join(artifacts, 'models', `${id}.json`);
 
+/** Where a cell's defense keeps its progress between rounds (SAU), so that a killed cell continues. */
+export const cellCheckpoint = (artifacts: string, id: string): string =>
+  join(artifacts, 'checkpoints', `${id}.safetensors`);
+
 /** The model's record when it is trained and in the artifacts folder. */
 export function trainedModel(artifacts: string, id: string): ModelRecord | undefined {
   const record = modelRecordPath(artifacts, id);
@@ -130,6 +134,7 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
     for (const needed of cell.needs) ensureModel(needed, options.artifacts, log, options.threads);
     const model = ensureModel(cell.model, options.artifacts, log, options.threads);
     const measure = cell.measure?.attack;
+    mkdirSync(join(options.artifacts, 'checkpoints'), { recursive: true });
     const result = await defendCheckpoint({
       weights: weightsOf(cell.model, options.artifacts),
       data: cell.model.data,
@@ -144,6 +149,7 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
       monitor: cell.monitor,
       evidence: cell.evidence,
       verify: cell.verify,
+      checkpoint: cellCheckpoint(options.artifacts, cell.id),
       seed: cell.seed,
       ...(options.threads === undefined ? {} : { threads: options.threads }),
     });
@@ -162,7 +168,9 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
       evidence: report.evidence,
       verification: report.verification,
       seconds: report.seconds,
-      seconds_total: (performance.now() - started) / 1000,
+      // With the time of the processes that worked on it before (resumed from its checkpoint).
+      seconds_total: (performance.now() - started) / 1000 + (report.resumed?.seconds ?? 0),
+      ...(report.resumed === undefined ? {} : { resumed: report.resumed }),
       finished: new Date().toISOString(),
     };
   } catch (error) {

@@ -64,6 +64,11 @@ export interface DoneRecord extends RecordBase {
   verification?: Verification | null;
   /** The defense report's seconds by stage (defense, evaluation, load, …). */
   seconds: Record<string, number>;
+  /**
+   * Where the cell's defense continued from its checkpoint: the rounds and seconds of earlier
+   * processes (perhaps on other machines), included in the seconds.
+   */
+  resumed?: { rounds: number; seconds: number };
 }
 
 export interface FailedRecord extends RecordBase {

@@ -33,6 +33,11 @@ export interface DefenseReportBase {
   seconds: Record<string, number>;
   /** Method-specific, JSON-ready: the trigger, the detection scan, the settings in force... */
   details: Record<string, unknown>;
+  /**
+   * Where the defense continued from its checkpoint: rounds done before, and the seconds they
+   * took (included in `seconds`).
+   */
+  resumed?: { rounds: number; seconds: number };
 }
 
 export interface DefenseOutcome {
@@ -90,6 +95,11 @@ export interface DefenseContext {
    * No defense may choose anything by it.
    */
   readonly monitor?: (model: Classifier) => { ba: number; asr: number | null };
+  /**
+   * A file where a defense that runs in rounds saves its state after each one and resumes
+   * from (checkpoint.ts); absent: no checkpoints. Methods without rounds ignore it.
+   */
+  readonly checkpoint?: string;
 }
 
 export interface Defense {
@@ -129,6 +139,7 @@ export function untargetedOutcome(
     details?: Record<string, unknown>;
     /** False with a reason where the defense left the model as it was. */
     unchanged?: string;
+    resumed?: { rounds: number; seconds: number };
   },
 ): DefenseOutcome {
   const total = fields.seconds.total ?? Object.values(fields.seconds).reduce((sum, s) => sum + s, 0);
@@ -142,6 +153,7 @@ export function untargetedOutcome(
       epochs: fields.epochs ?? [],
       seconds: { ...fields.seconds, total },
       details: fields.details ?? {},
+      ...(fields.resumed === undefined ? {} : { resumed: fields.resumed }),
     },
   };
 }

@@ -1,5 +1,7 @@
 // The library's `defend()`: measure, run a registered defense, measure again, and build the
 // report (SPEC §6). The CLI's `mcldef defend` and `mcldef demo` are thin layers over it.
+import { rmSync } from 'node:fs';
+
 import { getDefaultDevice } from '../engine/device.js';
 import type { Device } from '../engine/tensor.js';
 import type { ImageSplit } from '../data/dataset.js';
@@ -59,6 +61,8 @@ export interface DefendReport {
   verification: Verification | null;
   /** The run's answer in words (the console's last lines). */
   verdict: string[];
+  /** Where the defense continued from its checkpoint (rounds done before, their seconds). */
+  resumed?: { rounds: number; seconds: number };
   /** The method's own fields (trigger, detection, settings in force...). */
   [detail: string]: unknown;
 }
@@ -91,6 +95,11 @@ export interface DefendArgs {
   evidence?: number;
   /** Run MCLDef's detection scan again on the defended model (and before, where the defense ran none). */
   verify?: boolean;
+  /**
+   * A file where a defense that runs in rounds (SAU) saves its progress after each one and
+   * resumes from when run again; removed once the defense is done.
+   */
+  checkpoint?: string;
   /** Names for the report. */
   modelName?: string;
   dataName?: string;
@@ -235,6 +244,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
     ...(held === undefined ? {} : { heldOut: held.heldOut }),
     log,
     progress,
+    ...(args.checkpoint === undefined ? {} : { checkpoint: args.checkpoint }),
     ...(monitorSet === undefined
       ? {}
       : {
@@ -312,7 +322,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
     defense: defenseSeconds ?? 0,
     ...(verification === null ? {} : { verification: verification.seconds }),
     evaluation: evaluationSeconds,
-    total: (performance.now() - started) / 1000,
+    total: (performance.now() - started) / 1000 + (methodReport.resumed?.seconds ?? 0),
   };
   const options: Record<string, OptionValue> = { ...(args.recordOptions ?? {}) };
   if (args.recordOptions === undefined) {
@@ -336,6 +346,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
     evidence,
     verification,
     verdict: [],
+    ...(methodReport.resumed === undefined ? {} : { resumed: methodReport.resumed }),
     ...methodReport.details,
   };
   report.verdict = verdictLines({
@@ -345,5 +356,7 @@ export async function defend(args: DefendArgs): Promise<DefendResult> {
       ? {}
       : { detection_seconds: methodReport.seconds.detection }),
   });
+  // Done: a later run with this file starts afresh.
+  if (args.checkpoint !== undefined) rmSync(args.checkpoint, { force: true });
   return { report, model: defended, ...(outcome.figure === undefined ? {} : { figure: outcome.figure }) };
 }

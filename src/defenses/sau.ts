@@ -4,6 +4,8 @@
 // ball), then the model descends cross-entropy on the clean images plus a loss that stops it
 // from giving the frozen copy's wrong answer on the perturbed ones. BackdoorBench defense/sau.py
 // (the first author's implementation) with config/defense/sau/config.yaml.
+// Given a checkpoint file (DefenseContext.checkpoint), it saves its state after every round and
+// resumes from it: the 100 rounds take hours on a CPU.
 import { grad, noGrad } from '../engine/autograd.js';
 import * as F from '../engine/functional.js';
 import { Adam } from '../engine/optim/adam.js';
@@ -14,6 +16,7 @@ import type { ImageSplit, Normalization } from '../data/dataset.js';
 import { normalize, toUnitRange } from '../data/normalization.js';
 import { permutation } from '../data/rng.js';
 import type { Classifier } from '../nn/models/classifier.js';
+import { RoundCheckpoint, runIdentity } from './checkpoint.js';
 import {
   type Defense,
   type DefenseContext,
@@ -182,6 +185,11 @@ export class SharedAdversarialUnlearning implements Defense {
     }
     const s = this.settings;
     const started = performance.now();
+    // Before any change to the model: the run's identity covers the weights it starts from.
+    const checkpoint =
+      context.checkpoint === undefined
+        ? undefined
+        : new RoundCheckpoint(context.checkpoint, runIdentity(this.name, s, context.seed, model, clean));
     const reference = model.copy();
     reference.eval();
     reference.requiresGrad_(false);
@@ -192,10 +200,17 @@ export class SharedAdversarialUnlearning implements Defense {
     const epochs: DefenseEpoch[] = [];
     const wasTraining = model.training;
     const batchSize = Math.min(s.batchSize, clean.count);
+    let resumed: { rounds: number; seconds: number } | undefined;
     try {
+      const saved = checkpoint?.restore(model, optimizer);
+      if (saved !== undefined) {
+        resumed = { rounds: saved.rounds, seconds: saved.seconds };
+        epochs.push(...saved.epochs);
+        context.log(`SAU: resumed after round ${saved.rounds} of ${s.rounds} from ${checkpoint!.path}`);
+      }
       // As the reference (train_mode off): both models in eval mode throughout.
       model.eval();
-      for (let round = 0; round < s.rounds; round++) {
+      for (let round = resumed?.rounds ?? 0; round < s.rounds; round++) {
         const order = permutation(clean.count, context.seed * 1000 + round);
         let lossSum = 0;
         for (let start = 0; start < clean.count; start += batchSize) {
@@ -238,6 +253,11 @@ export class SharedAdversarialUnlearning implements Defense {
           loss: lossSum / clean.count,
           mode: 'eval',
         });
+        checkpoint?.save(model, optimizer, {
+          rounds: round + 1,
+          epochs,
+          seconds: (resumed?.seconds ?? 0) + (performance.now() - started) / 1000,
+        });
       }
     } finally {
       optimizer.dispose();
@@ -246,8 +266,13 @@ export class SharedAdversarialUnlearning implements Defense {
       model.train(wasTraining);
     }
     model.eval();
-    const seconds = (performance.now() - started) / 1000;
-    return untargetedOutcome(model, { epochs, seconds: { unlearning: seconds }, details: { settings: { ...s } } });
+    const seconds = (resumed?.seconds ?? 0) + (performance.now() - started) / 1000;
+    return untargetedOutcome(model, {
+      epochs,
+      seconds: { unlearning: seconds },
+      details: { settings: { ...s } },
+      ...(resumed === undefined ? {} : { resumed }),
+    });
   }
 }
 

@@ -40,6 +40,8 @@ export interface DefendCheckpointOptions extends AttackSettings {
   evidence?: number;
   /** Scan the defended model again (MCLDef's detection scan). */
   verify?: boolean;
+  /** Where a defense that runs in rounds (SAU) saves and resumes its progress; removed when done. */
+  checkpoint?: string;
   seed?: number;
   /** CPU threads for libtorch (default: every core, as the CLI). */
   threads?: number;
@@ -51,7 +53,7 @@ export interface DefendCheckpointOptions extends AttackSettings {
 }
 
 /** Options that say where things are read from or how the run is shown, not what it computes. */
-const NOT_RECORDED = new Set(['methodOptions', 'log', 'progress', 'cacheDir']);
+const NOT_RECORDED = new Set(['methodOptions', 'log', 'progress', 'cacheDir', 'checkpoint']);
 
 export async function defendCheckpoint(options: DefendCheckpointOptions): Promise<DefendResult> {
   const started = performance.now();
@@ -128,6 +130,7 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
       monitor: options.monitor ?? 500,
       evidence: options.evidence ?? DEFAULT_EVIDENCE_FRACTION,
       verify: options.verify ?? false,
+      ...(options.checkpoint === undefined ? {} : { checkpoint: options.checkpoint }),
       modelName: options.weights,
       dataName: options.data,
       recordOptions: record,
@@ -138,7 +141,7 @@ export async function defendCheckpoint(options: DefendCheckpointOptions): Promis
     result.report.seconds = {
       ...stages,
       load: loadSeconds,
-      total: (performance.now() - started) / 1000,
+      total: (performance.now() - started) / 1000 + (result.report.resumed?.seconds ?? 0),
     };
     return result;
   } catch (error) {

@@ -38,6 +38,7 @@ interface DefendFlags extends CommonFlags, AttackFlags {
   monitor: number;
   evidence: number;
   verify?: boolean;
+  checkpoint?: string;
   out?: string;
   reportDir?: string;
 }
@@ -85,6 +86,12 @@ export function defendCommand(method = 'mcldef'): Command {
         "run the detection scan again on the defended model (MCLDef's scan; with a told target or another method, also before): about as long as the scan itself",
       ),
     )
+    .addOption(
+      new Option(
+        '--checkpoint <file>',
+        'save the progress of a defense that runs in rounds (sau) after each one, and continue from it when the same command runs again; removed when done',
+      ),
+    )
     .addOption(new Option('--out <file>', 'defended weights (.safetensors or .pth)'))
     .addOption(
       new Option(
@@ -110,6 +117,7 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
     if (!WEIGHTS_NAME.test(flags.out)) throw new UsageError(`--out ${flags.out}: use a .safetensors or .pth file name`);
     mkdirSync(dirname(flags.out), { recursive: true });
   }
+  if (flags.checkpoint !== undefined) mkdirSync(dirname(flags.checkpoint), { recursive: true });
   const entry = defenseEntry(flags.method);
   const { model, report, figure } = await defendCheckpoint({
     weights: flags.weights,
@@ -130,6 +138,7 @@ async function runDefend(flags: DefendFlags, targetGiven: boolean): Promise<void
     monitor: flags.monitor,
     evidence: flags.evidence,
     ...(flags.verify === true ? { verify: true } : {}),
+    ...(flags.checkpoint === undefined ? {} : { checkpoint: flags.checkpoint }),
     seed: flags.seed,
     threads: flags.threads,
     ...(flags.device === undefined ? {} : { device: flags.device }),
