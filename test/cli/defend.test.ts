@@ -217,4 +217,33 @@ test('defend writes the SPEC §6 JSON, the weights, trigger.png and report.html;
     // Δ ∈ [−1, 1] with pruned entries under 1/255: its L1 lies between size/255 and 3·size.
     assert.ok(c.l1 >= c.size / 255 && c.l1 <= 3 * c.size, `class ${c.label}: L1 ${c.l1}, size ${c.size}`);
   }
+  // --checkpoint: SAU saves its rounds there (a folder made for it) and removes the file when
+  // done; the path is where, not what, so the report's options do not record it.
+  const checkpoint = join(folder, 'ckpt', 'sau.safetensors');
+  const sau = mcldef([
+    'defend',
+    '--method',
+    'sau',
+    '--rounds',
+    '2',
+    '--batch-size',
+    '16',
+    '--weights',
+    weights,
+    '--arch',
+    'wrn-16-1',
+    '--clean-ratio',
+    '0.5',
+    '--checkpoint',
+    checkpoint,
+    '--json',
+    '-',
+    ...common,
+  ]);
+  assert.equal(sau.status, 0, sau.stderr);
+  const sauReport = JSON.parse(sau.stdout) as { epochs: unknown[]; options: Record<string, unknown> };
+  assert.equal(sauReport.epochs.length, 2);
+  assert.equal(existsSync(checkpoint), false, 'removed once done');
+  assert.ok(existsSync(join(folder, 'ckpt')), 'its folder was made');
+  assert.equal('checkpoint' in sauReport.options, false);
 });
