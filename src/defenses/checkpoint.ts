@@ -37,7 +37,7 @@ function digest(hash: ReturnType<typeof createHash>, tensors: Iterable<readonly 
 }
 
 /** Identifies a defense run: its method and settings, seed, clean data and the weights it starts from. */
-export function runIdentity(
+export function defenseRunIdentity(
   method: string,
   settings: unknown,
   seed: number,
@@ -62,7 +62,7 @@ export function runIdentity(
 export class RoundCheckpoint {
   constructor(
     readonly path: string,
-    /** From runIdentity: a file whose identity differs is not resumed. */
+    /** From defenseRunIdentity: a file whose identity differs is not resumed. */
     readonly identity: string,
   ) {}
 

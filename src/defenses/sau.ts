@@ -16,7 +16,7 @@ import type { ImageSplit, Normalization } from '../data/dataset.js';
 import { normalize, toUnitRange } from '../data/normalization.js';
 import { permutation } from '../data/rng.js';
 import type { Classifier } from '../nn/models/classifier.js';
-import { RoundCheckpoint, runIdentity } from './checkpoint.js';
+import { RoundCheckpoint, defenseRunIdentity } from './checkpoint.js';
 import {
   type Defense,
   type DefenseContext,
@@ -189,7 +189,7 @@ export class SharedAdversarialUnlearning implements Defense {
     const checkpoint =
       context.checkpoint === undefined
         ? undefined
-        : new RoundCheckpoint(context.checkpoint, runIdentity(this.name, s, context.seed, model, clean));
+        : new RoundCheckpoint(context.checkpoint, defenseRunIdentity(this.name, s, context.seed, model, clean));
     const reference = model.copy();
     reference.eval();
     reference.requiresGrad_(false);
