@@ -134,7 +134,6 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
     for (const needed of cell.needs) ensureModel(needed, options.artifacts, log, options.threads);
     const model = ensureModel(cell.model, options.artifacts, log, options.threads);
     const measure = cell.measure?.attack;
-    mkdirSync(join(options.artifacts, 'checkpoints'), { recursive: true });
     const result = await defendCheckpoint({
       weights: weightsOf(cell.model, options.artifacts),
       data: cell.model.data,

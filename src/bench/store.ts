@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { writeFileAtomic } from '../io/checkpoint.js';
+import type { ResumedFrom } from '../defenses/defense.js';
 import type { HeldOutEvidence, Verification } from '../defenses/evidence.js';
 import type { CellSpec, Grid } from './grid.js';
 
@@ -68,7 +69,7 @@ export interface DoneRecord extends RecordBase {
    * Where the cell's defense continued from its checkpoint: the rounds and seconds of earlier
    * processes (perhaps on other machines), included in the seconds.
    */
-  resumed?: { rounds: number; seconds: number };
+  resumed?: ResumedFrom;
 }
 
 export interface FailedRecord extends RecordBase {

@@ -5,13 +5,15 @@
 // round's). It belongs to one run: an identity over the settings, seed, clean data and input
 // weights; a file another run wrote is ignored and then replaced.
 import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 import { noGrad } from '../engine/autograd.js';
 import { dispose } from '../engine/scope.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { Optimizer } from '../engine/optim/optimizer.js';
 import type { ImageSplit } from '../data/dataset.js';
-import { safetensorsStore } from '../io/index.js';
+import { prefixed, safetensorsStore, unprefixed } from '../io/index.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import type { DefenseEpoch } from './defense.js';
 
@@ -81,15 +83,9 @@ export class RoundCheckpoint {
     }
     try {
       if (saved.metadata.run !== this.identity) return undefined;
-      const part = (prefix: string): Map<string, Tensor> =>
-        new Map(
-          [...saved.tensors]
-            .filter(([key]) => key.startsWith(prefix))
-            .map(([key, tensor]) => [key.slice(prefix.length), tensor]),
-        );
-      noGrad(() => model.loadStateDict(part('model.')));
+      noGrad(() => model.loadStateDict(unprefixed(saved.tensors, 'model.')));
       optimizer.importState({
-        tensors: part('optimizer.'),
+        tensors: unprefixed(saved.tensors, 'optimizer.'),
         numbers: JSON.parse(saved.metadata.optimizer ?? '{}') as Record<string, number>,
       });
       return JSON.parse(saved.metadata.state ?? 'null') as RoundState;
@@ -102,10 +98,11 @@ export class RoundCheckpoint {
     const weights = model.stateDict();
     const optimizerState = optimizer.exportState();
     const tensors = new Map<string, Tensor>([
-      ...[...weights].map(([key, tensor]) => [`model.${key}`, tensor] as const),
-      ...[...optimizerState.tensors].map(([key, tensor]) => [`optimizer.${key}`, tensor] as const),
+      ...prefixed(weights, 'model.'),
+      ...prefixed(optimizerState.tensors, 'optimizer.'),
     ]);
     try {
+      mkdirSync(dirname(this.path), { recursive: true });
       safetensorsStore.save(this.path, tensors, {
         run: this.identity,
         optimizer: JSON.stringify(optimizerState.numbers),

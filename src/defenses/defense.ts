@@ -33,11 +33,14 @@ export interface DefenseReportBase {
   seconds: Record<string, number>;
   /** Method-specific, JSON-ready: the trigger, the detection scan, the settings in force... */
   details: Record<string, unknown>;
-  /**
-   * Where the defense continued from its checkpoint: rounds done before, and the seconds they
-   * took (included in `seconds`).
-   */
-  resumed?: { rounds: number; seconds: number };
+  /** Where the defense continued from its checkpoint (its seconds are included in `seconds`). */
+  resumed?: ResumedFrom;
+}
+
+/** Rounds a defense had done, and their seconds, when it continued from its checkpoint. */
+export interface ResumedFrom {
+  rounds: number;
+  seconds: number;
 }
 
 export interface DefenseOutcome {
@@ -139,7 +142,7 @@ export function untargetedOutcome(
     details?: Record<string, unknown>;
     /** False with a reason where the defense left the model as it was. */
     unchanged?: string;
-    resumed?: { rounds: number; seconds: number };
+    resumed?: ResumedFrom;
   },
 ): DefenseOutcome {
   const total = fields.seconds.total ?? Object.values(fields.seconds).reduce((sum, s) => sum + s, 0);

@@ -9,7 +9,7 @@ import { subset, subsetIndices } from '../data/subset.js';
 import { type Metrics, type TestTimeTrigger, defenseEffectivenessRating, evaluate } from '../eval/metrics.js';
 import type { Classifier } from '../nn/models/classifier.js';
 import type { StateDict } from '../nn/module.js';
-import type { DefenseContext, DefenseEpoch, DefenseOutcome, ProgressEvent } from './defense.js';
+import type { DefenseContext, DefenseEpoch, DefenseOutcome, ProgressEvent, ResumedFrom } from './defense.js';
 import {
   type HeldOutEvidence,
   type ScanSummary,
@@ -62,7 +62,7 @@ export interface DefendReport {
   /** The run's answer in words (the console's last lines). */
   verdict: string[];
   /** Where the defense continued from its checkpoint (rounds done before, their seconds). */
-  resumed?: { rounds: number; seconds: number };
+  resumed?: ResumedFrom;
   /** The method's own fields (trigger, detection, settings in force...). */
   [detail: string]: unknown;
 }

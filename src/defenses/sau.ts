@@ -23,6 +23,7 @@ import {
   type DefenseEntry,
   type DefenseEpoch,
   type DefenseOutcome,
+  type ResumedFrom,
   untargetedOutcome,
   endEpoch,
 } from './defense.js';
@@ -200,7 +201,7 @@ export class SharedAdversarialUnlearning implements Defense {
     const epochs: DefenseEpoch[] = [];
     const wasTraining = model.training;
     const batchSize = Math.min(s.batchSize, clean.count);
-    let resumed: { rounds: number; seconds: number } | undefined;
+    let resumed: ResumedFrom | undefined;
     try {
       const saved = checkpoint?.restore(model, optimizer);
       if (saved !== undefined) {

@@ -116,3 +116,15 @@ export const safetensorsStore = {
     return { tensors: stateDict, metadata: metadata as Record<string, string> };
   },
 };
+
+/** Names of a checkpoint part: `prefix` put before each (e.g. 'model.'); the tensors are the same. */
+export function prefixed(tensors: ReadonlyMap<string, Tensor>, prefix: string): [string, Tensor][] {
+  return [...tensors].map(([key, tensor]) => [`${prefix}${key}`, tensor]);
+}
+
+/** The part of a checkpoint under `prefix`, the prefix taken off the names; the tensors are the same. */
+export function unprefixed(tensors: ReadonlyMap<string, Tensor>, prefix: string): Map<string, Tensor> {
+  return new Map(
+    [...tensors].filter(([key]) => key.startsWith(prefix)).map(([key, tensor]) => [key.slice(prefix.length), tensor]),
+  );
+}

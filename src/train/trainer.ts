@@ -22,6 +22,7 @@ import type { Attack } from '../attacks/attack.js';
 import type { AttackTrainingHook } from '../attacks/training-hook.js';
 import type { AugmentOptions } from '../data/augment.js';
 import type { ImageSplit } from '../data/dataset.js';
+import { prefixed, unprefixed } from '../io/index.js';
 import { type Metrics, evaluate } from '../eval/metrics.js';
 import type { Module } from '../nn/module.js';
 import { PoisonedBatches } from './poisoned-batches.js';
@@ -180,15 +181,9 @@ export function trainModel(run: TrainRun): TrainResult {
   if (run.checkpointPath !== undefined && run.store !== undefined && run.store.exists(run.checkpointPath)) {
     const saved = run.store.load(run.checkpointPath);
     if (saved.metadata.run === identity) {
-      const modelState = new Map(
-        [...saved.tensors].filter(([key]) => key.startsWith('model.')).map(([key, t]) => [key.slice(6), t]),
-      );
-      model.loadStateDict(modelState);
-      const optimizerTensors = new Map(
-        [...saved.tensors].filter(([key]) => key.startsWith('optimizer.')).map(([key, t]) => [key.slice(10), t]),
-      );
+      model.loadStateDict(unprefixed(saved.tensors, 'model.'));
       optimizer.importState({
-        tensors: optimizerTensors,
+        tensors: unprefixed(saved.tensors, 'optimizer.'),
         numbers: JSON.parse(saved.metadata.optimizer ?? '{}') as Record<string, number>,
       });
       if (attackTraining !== undefined) restoreAttackState(attackTraining, saved);
@@ -329,11 +324,11 @@ function saveCheckpoint(
   const optimizerState = optimizer.exportState();
   const attackState = attackTraining?.optimizer?.exportState();
   const tensors = new Map<string, Tensor>([
-    ...[...modelState].map(([key, t]) => [`model.${key}`, t] as const),
-    ...[...optimizerState.tensors].map(([key, t]) => [`optimizer.${key}`, t] as const),
+    ...prefixed(modelState, 'model.'),
+    ...prefixed(optimizerState.tensors, 'optimizer.'),
     // Copies, as the parameters stay in training.
     ...(attackTraining?.parameters ?? []).map((p, i) => [`attack.${i}`, noGrad(() => p.clone())] as const),
-    ...[...(attackState?.tensors ?? [])].map(([key, t]) => [`attack-optimizer.${key}`, t] as const),
+    ...prefixed(attackState?.tensors ?? new Map<string, Tensor>(), 'attack-optimizer.'),
   ]);
   try {
     run.store!.save(path, tensors, {
@@ -359,11 +354,7 @@ function restoreAttackState(
     noGrad(() => parameter.copy_(value));
   });
   attackTraining.optimizer?.importState({
-    tensors: new Map(
-      [...saved.tensors]
-        .filter(([key]) => key.startsWith('attack-optimizer.'))
-        .map(([key, t]) => [key.slice('attack-optimizer.'.length), t]),
-    ),
+    tensors: unprefixed(saved.tensors, 'attack-optimizer.'),
     numbers: JSON.parse(saved.metadata.attackOptimizer ?? '{}') as Record<string, number>,
   });
 }
