@@ -8,6 +8,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   initDispatch(env, exports);
   initAutograd(env, exports);
   initImage(env, exports);
+  initMemory(env, exports);
   return exports;
 }
 

@@ -49,5 +49,6 @@ void initTensor(Napi::Env env, Napi::Object exports);
 void initDispatch(Napi::Env env, Napi::Object exports);
 void initAutograd(Napi::Env env, Napi::Object exports);
 void initImage(Napi::Env env, Napi::Object exports);
+void initMemory(Napi::Env env, Napi::Object exports);
 
 }  // namespace mcldef

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 import '../defenses/index.js';
+import { releaseHostMemory } from '../engine/index.js';
 import { defendCheckpoint } from '../pipeline/defend-checkpoint.js';
 import type { AttackSettings } from '../pipeline/setup.js';
 import { trainCheckpoint } from '../pipeline/train-checkpoint.js';
@@ -182,5 +183,9 @@ export async function runCell(cell: CellSpec, options: RunCellOptions): Promise<
       seconds_total: (performance.now() - started) / 1000,
       finished: new Date().toISOString(),
     };
+  } finally {
+    // The freed tensors' memory is held while the cell runs (engine/memory.ts); a worker
+    // that runs cell after cell gives it back between them.
+    releaseHostMemory();
   }
 }

@@ -3,6 +3,7 @@
 // job the start of a Node process and the loading of libtorch: jobs come and results go over
 // the IPC channel, the log on stdout.
 import '../defenses/index.js';
+import { releaseHostMemory } from '../engine/index.js';
 import { ensureModel, runCell } from './cell.js';
 import type { CellSpec, ModelSpec } from './grid.js';
 
@@ -25,9 +26,14 @@ async function handle(job: ChildJob): Promise<unknown> {
 if (process.send === undefined)
   throw new Error('src/bench/child is started by mcldef worker (it needs an IPC channel)');
 process.on('message', (job: ChildJob) => {
-  handle(job).then(
-    (result) => process.send!({ ok: true, result } satisfies ChildReply),
-    (error: unknown) =>
-      process.send!({ ok: false, error: error instanceof Error ? error.message : String(error) } satisfies ChildReply),
-  );
+  handle(job)
+    .finally(releaseHostMemory)
+    .then(
+      (result) => process.send!({ ok: true, result } satisfies ChildReply),
+      (error: unknown) =>
+        process.send!({
+          ok: false,
+          error: error instanceof Error ? error.message : String(error),
+        } satisfies ChildReply),
+    );
 });

@@ -2,6 +2,14 @@
 export * from './autograd.js';
 export * from './creation.js';
 export * from './dtype.js';
+export {
+  getHostMemoryPolicy,
+  hostMemoryStats,
+  releaseHostMemory,
+  setHostMemoryPolicy,
+  type HostMemoryPolicy,
+  type HostMemoryStats,
+} from './memory.js';
 export * as F from './functional.js';
 export { keep, tidy, dispose, type Releasable } from './scope.js';
 export {

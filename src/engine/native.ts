@@ -73,6 +73,11 @@ export interface NativeBinding {
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;
   version(): string;
+  /** Installs the caching CPU allocator (first call) and turns its cache on or off. */
+  configureHostAllocator(caching: boolean, maxCachedBytes: number): void;
+  /** Frees every cached host block; the bytes freed. */
+  releaseHostMemory(): number;
+  hostMemoryStats(): { installed: boolean; cachedBytes: number; cachedBlocks: number; hits: number; misses: number };
   /** Decodes JPEG files on `threads` threads: all pixels (H×W×C each) and [h, w] per image. */
   decodeJpegFiles(paths: readonly string[], channels: 1 | 3, threads: number): { pixels: Buffer; sizes: Int32Array };
   decodeJpeg(bytes: Uint8Array, channels: 1 | 3): { pixels: Buffer; height: number; width: number };

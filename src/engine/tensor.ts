@@ -6,6 +6,8 @@ import { inspect } from 'node:util';
 import { type DType, dtypeCode, dtypeFromCode, type TypedArrayOf, typedArrayFor } from './dtype.js';
 import { type NativeArg, type NativeHandle, native, op } from './native.js';
 import { track } from './scope.js';
+// Applies the host memory policy before the first tensor exists.
+import './memory.js';
 
 /** One dimension or several. */
 export type Dims = number | readonly number[];
